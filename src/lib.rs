@@ -1,0 +1,19 @@
+//! mana-personas: keeps the Mana platform exercised by LLM-played personas.
+//!
+//! The crate is a pipeline of small leaves bridged by the runner:
+//! `config` → `password` / `catalog` → `platform` (auth, admin, internal) →
+//! `mcp` + `llm` → `runner` (one persona tick, the pool) → `state` (outbox,
+//! run memory, ledger). `sandbox` is the loopback stand-in for the platform and
+//! the LLM; nothing in the product imports it. See ARCHITECTURE.md.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod llm;
+pub mod mcp;
+pub mod password;
+pub mod platform;
+pub mod runner;
+pub mod sandbox;
+pub mod state;

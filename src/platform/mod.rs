@@ -1,0 +1,67 @@
+//! Clients of the platform's HTTP services. Each submodule owns the wire shapes
+//! of its endpoints (the sandbox serves the same types):
+//! - [`auth`]: mana-auth login and the persona's spaces;
+//! - [`admin`]: seed, list, show, delete personas (admin JWT);
+//! - [`internal`]: due personas, action and feedback batches (service key).
+
+pub mod admin;
+pub mod auth;
+pub mod internal;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::http::{HttpError, RetryPolicy, status_error};
+
+/// Sends a request built by `build` and decodes a 2xx JSON body, retrying
+/// transient failures per `policy`. `build` is called once per attempt so every
+/// attempt sends the identical body.
+pub(crate) async fn send_json<T: DeserializeOwned>(
+    policy: &RetryPolicy,
+    method: &str,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    mut on_retry: impl FnMut(&HttpError, Duration),
+) -> Result<T, HttpError> {
+    let once = || async {
+        let resp = build()
+            .send()
+            .await
+            .map_err(|e| HttpError::from_reqwest(method, url, &e))?;
+        if !resp.status().is_success() {
+            return Err(status_error(method, url, resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| HttpError::from_reqwest(method, url, &e))?;
+        serde_json::from_slice::<T>(&bytes).map_err(|e| HttpError::Decode {
+            method: method.to_string(),
+            path: crate::http::path_of(url),
+            message: format!(
+                "{e} in {}",
+                crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
+            ),
+        })
+    };
+    policy
+        .run(
+            once,
+            HttpError::is_transient,
+            HttpError::retry_after,
+            |e, d| on_retry(e, d),
+        )
+        .await
+        .map(|(v, _)| v)
+        .map_err(|(e, _)| e)
+}
+
+/// Joins a base URL and a path without doubling or losing slashes.
+pub fn join(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}

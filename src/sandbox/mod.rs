@@ -1,0 +1,154 @@
+//! The sandbox: a loopback stand-in for the Mana platform (mana-auth, the
+//! persona admin and internal endpoints, mana-mcp) and for the LLM (Anthropic
+//! Messages and OpenAI chat completions, scripted and deterministic).
+//!
+//! Why one port for everything: the platform's paths do not collide, so one
+//! listener serves all of them and an operator needs one URL. Why SQLite: after
+//! a run, `sqlite3 sandbox.db 'select * from persona_actions'` is how an operator
+//! checks what the runner really posted.
+//!
+//! The product never imports this module; tests and the `sandbox`/`demo`
+//! commands do.
+
+pub mod db;
+pub mod faults;
+pub mod llm;
+pub mod mcp;
+pub mod platform;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use db::Db;
+pub use faults::{Fault, FaultKind, Faults, RouteGroup};
+
+/// The sandbox's well-known development credentials. They are not secrets: they
+/// only open the sandbox, which listens on loopback.
+pub const DEV_ADMIN_JWT: &str = "sandbox-admin-jwt";
+pub const DEV_SERVICE_KEY: &str = "sandbox-service-key";
+
+/// How to start a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// 0 picks a free port.
+    pub port: u16,
+    /// `None`: an in-memory database (`--ephemeral`).
+    pub db_path: Option<PathBuf>,
+    pub admin_jwt: String,
+    pub service_key: String,
+    /// Seed of the scripted LLM: same seed, same conversation.
+    pub seed: u64,
+    /// Added to every LLM response, for benchmarks and overlap tests.
+    pub llm_latency_ms: u64,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            port: 0,
+            db_path: None,
+            admin_jwt: DEV_ADMIN_JWT.to_string(),
+            service_key: DEV_SERVICE_KEY.to_string(),
+            seed: 42,
+            llm_latency_ms: 0,
+        }
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct SandboxState {
+    pub db: Db,
+    pub faults: Faults,
+    pub opts: Arc<SandboxOptions>,
+}
+
+/// A running sandbox. Dropping it does not stop it; call [`Sandbox::shutdown`].
+pub struct Sandbox {
+    pub addr: SocketAddr,
+    pub state: SandboxState,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Binds 127.0.0.1:`port`, opens the database and starts serving.
+    pub async fn start(opts: SandboxOptions) -> anyhow::Result<Sandbox> {
+        let db = match &opts.db_path {
+            Some(p) => Db::open(p)?,
+            None => Db::in_memory()?,
+        };
+        let state = SandboxState {
+            db,
+            faults: Faults::default(),
+            opts: Arc::new(opts),
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.opts.port))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind 127.0.0.1:{}: {e}", state.opts.port))?;
+        let addr = listener.local_addr()?;
+        let app = router(state.clone());
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        Ok(Sandbox {
+            addr,
+            state,
+            cancel,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: the auth, API, MCP and LLM base URL at once.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// The lines an operator pastes into a shell to point the runner here.
+    pub fn export_lines(&self) -> Vec<String> {
+        let u = self.url();
+        vec![
+            format!("export MANA_AUTH_URL={u}"),
+            format!("export MANA_API_URL={u}"),
+            format!("export MANA_MCP_URL={u}"),
+            format!("export ANTHROPIC_BASE_URL={u}"),
+            format!("export OPENAI_BASE_URL={u}/v1"),
+        ]
+    }
+
+    /// Stops accepting, lets in-flight requests finish, waits for the server.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// The whole sandbox as one axum router, fault injection in front.
+pub fn router(state: SandboxState) -> Router {
+    Router::new()
+        .merge(platform::router(state.clone()))
+        .merge(llm::router(state.clone()))
+        .merge(mcp::router(state.clone()))
+        .merge(faults::control_router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
+}
