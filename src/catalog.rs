@@ -55,3 +55,20 @@ pub struct Persona {
     pub module_mix: BTreeMap<String, f64>,
     pub tick_cadence: Cadence,
 }
+
+// TEMPORARY stubs until the catalog work lands (replaced on merge).
+pub struct Catalog {
+    pub personas: Vec<Persona>,
+    pub warnings: Vec<String>,
+}
+#[derive(Debug, thiserror::Error)]
+#[error("catalog error")]
+pub struct CatalogError;
+pub fn load(_p: &std::path::Path) -> Result<Catalog, CatalogError> {
+    todo!()
+}
+impl Persona {
+    pub fn preferred_modules(&self) -> Vec<String> {
+        todo!()
+    }
+}

@@ -1,1 +1,43 @@
-fn main() {}
+//! `mana-personas`: the binary. Reads as a table of contents; the work is in
+//! `mana_personas::cli`, one short function per command.
+//!
+//! Exit codes: 0 success; 1 the operation failed (a persona, a request);
+//! 2 configuration or usage error (nothing was attempted).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mana_personas::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    restore_sigpipe();
+    let mut cli = Cli::parse();
+    cli.global.long_running = cli.command.is_long_running();
+    cli::logging::init(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(cli::EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", cli::render_error(&e));
+            ExitCode::from(cli::exit_code_of(&e))
+        }
+    }
+}
+
+/// `mana-personas list | head` must end quietly, like any Unix tool, instead of
+/// panicking on a closed pipe: restore the default SIGPIPE action Rust ignores.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -1,1 +1,180 @@
+//! The command line: one small module per command, each a short function that
+//! loads what it needs, calls the library, and prints.
 
+pub mod admin;
+pub mod catalog;
+pub mod clients;
+pub mod config;
+pub mod logging;
+pub mod login;
+pub mod output;
+pub mod password;
+pub mod sandbox;
+pub mod seed;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, ConfigError, Overrides};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The operation failed: a persona, a request, a refusal.
+pub const EXIT_FAILED: u8 = 1;
+/// Configuration or usage error: nothing was attempted.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mana-personas",
+    version,
+    about = "Keeps the Mana platform exercised by LLM-played personas",
+    long_about = "Keeps the Mana platform exercised by LLM-played personas: seeds the persona \
+catalog, runs persona ticks through the product's MCP tools, and ships a loopback sandbox \
+of the platform and the LLM.\n\nSecrets come from the environment (MANA_SERVICE_KEY, \
+MANA_ADMIN_JWT, PERSONA_SEED_SECRET, ANTHROPIC_API_KEY, …), from *_FILE variables, or \
+from the config file; run `mana-personas config` to see every setting and its source."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./mana-personas.toml, then
+    /// $XDG_CONFIG_HOME/mana-personas/config.toml, then /etc/mana-personas/config.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Production mode: refuse to start without real secrets.
+    #[arg(long, global = true)]
+    pub production: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// More logs (-v info, -vv debug). MANA_PERSONAS_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// State directory (outbox, run memory, ledger).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(skip)]
+    pub long_running: bool,
+}
+
+impl GlobalArgs {
+    pub fn default_log_level(&self) -> &'static str {
+        if self.long_running { "info" } else { "warn" }
+    }
+
+    /// Overrides common to every command.
+    pub fn overrides(&self) -> Overrides {
+        let mut ov = Overrides {
+            config_path: self.config.clone(),
+            flags: Vec::new(),
+        };
+        if self.production {
+            ov.set("production", Some("true"), "--production");
+        }
+        ov.set(
+            "state_dir",
+            self.state_dir.as_ref().map(|p| p.display().to_string()),
+            "--state-dir",
+        );
+        ov
+    }
+
+    pub fn load_config(&self, extra: impl FnOnce(&mut Overrides)) -> anyhow::Result<Config> {
+        let mut ov = self.overrides();
+        extra(&mut ov);
+        Ok(Config::load(&ov)?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the derived password of each EMAIL, one per line.
+    Password(password::PasswordArgs),
+    /// Check or list a persona catalog.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCmd),
+    /// Create or update every catalog persona on the platform (idempotent).
+    Seed(seed::SeedArgs),
+    /// List the personas the platform has.
+    List(admin::ListArgs),
+    /// Show one persona (by user id or email) with its recent actions and ratings.
+    Show(admin::ShowArgs),
+    /// Delete personas from the platform (asks first).
+    Cleanup(admin::CleanupArgs),
+    /// Log in as a persona and print its user id and personal space.
+    Login(login::LoginArgs),
+    /// Print the effective configuration and where each value came from.
+    Config(config::ConfigArgs),
+    /// Serve the loopback stand-in of the platform and the LLM.
+    Sandbox(sandbox::SandboxArgs),
+}
+
+impl Command {
+    /// Long-running commands log at info by default; one-shot commands at warn.
+    pub fn is_long_running(&self) -> bool {
+        matches!(self, Command::Sandbox(_))
+    }
+}
+
+/// Runs the command; `Ok` carries the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Password(a) => password::run(g, a),
+        Command::Catalog(c) => catalog::run(c),
+        Command::Seed(a) => seed::run(g, a).await,
+        Command::List(a) => admin::list(g, a).await,
+        Command::Show(a) => admin::show(g, a).await,
+        Command::Cleanup(a) => admin::cleanup(g, a).await,
+        Command::Login(a) => login::run(g, a).await,
+        Command::Config(a) => config::run(g, a),
+        Command::Sandbox(a) => sandbox::run(g, a).await,
+    }
+}
+
+/// A usage error found by a command (not by clap): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Configuration and usage problems exit 2; everything else 1.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    let config = e.chain().any(|c| {
+        c.downcast_ref::<ConfigError>().is_some()
+            || c.downcast_ref::<UsageError>().is_some()
+            || c.downcast_ref::<crate::catalog::CatalogError>().is_some()
+            || c.downcast_ref::<crate::password::PasswordError>().is_some()
+    });
+    if config { EXIT_CONFIG } else { EXIT_FAILED }
+}
+
+/// The error and its causes on one line, each cause once (wrappers that repeat
+/// their source's text are skipped).
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}

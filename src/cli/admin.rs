@@ -1,0 +1,251 @@
+//! `list`, `show`, `cleanup`: what the platform holds, through the admin API.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::output::{stdin_is_terminal, table};
+use super::seed::admin_jwt;
+use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError, clients};
+use crate::platform::admin::{AdminClient, PersonaSummary};
+
+/// Options every admin command shares.
+#[derive(Debug, Args)]
+pub struct AdminOpts {
+    /// apps/api base URL (overrides MANA_API_URL).
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+    /// File holding the admin JWT (else MANA_ADMIN_JWT).
+    #[arg(long, value_name = "PATH")]
+    pub jwt_file: Option<PathBuf>,
+}
+
+impl AdminOpts {
+    fn client(&self, g: &GlobalArgs) -> anyhow::Result<AdminClient> {
+        let cfg = g.load_config(|ov| ov.set("api_url", self.api.clone(), "--api"))?;
+        clients::admin(&cfg, admin_jwt(&self.jwt_file, &None)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub admin: AdminOpts,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// User id or email.
+    pub target: String,
+    #[command(flatten)]
+    pub admin: AdminOpts,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub admin: AdminOpts,
+    /// Catalog used to mark personas that are not in it.
+    #[arg(long, default_value = "catalog.json", value_name = "PATH")]
+    pub catalog: PathBuf,
+    /// Delete only personas that are not in the catalog.
+    #[arg(long)]
+    pub orphans: bool,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+fn rows(personas: &[PersonaSummary]) -> Vec<Vec<String>> {
+    personas
+        .iter()
+        .map(|p| {
+            vec![
+                p.email.clone(),
+                p.archetype.clone(),
+                p.tick_cadence.clone().unwrap_or_else(|| "daily".into()),
+                p.last_active_at.clone().unwrap_or_else(|| "never".into()),
+                p.actions7d.to_string(),
+            ]
+        })
+        .collect()
+}
+
+const HEADER: [&str; 5] = ["email", "archetype", "cadence", "last active", "actions 7d"];
+
+pub async fn list(g: &GlobalArgs, a: ListArgs) -> anyhow::Result<u8> {
+    let personas = a.admin.client(g)?.list().await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&personas)?);
+    } else {
+        println!("{}", table(&HEADER, rows(&personas)));
+        println!("{} personas", personas.len());
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
+    let admin = a.admin.client(g)?;
+    let id = if a.target.contains('@') {
+        let all = admin.list().await?;
+        match all.iter().find(|p| p.email.eq_ignore_ascii_case(&a.target)) {
+            Some(p) => p.user_id.clone(),
+            None => {
+                return Err(UsageError(format!(
+                    "no persona with email {} on the platform",
+                    a.target
+                ))
+                .into());
+            }
+        }
+    } else {
+        a.target.clone()
+    };
+    let d = admin.show(&id).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(EXIT_OK);
+    }
+    let p = &d.persona;
+    let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    println!("{} <{}>  {}", s("name"), s("email"), s("userId"));
+    println!(
+        "archetype: {}   cadence: {}   last active: {}",
+        s("archetype"),
+        s("tickCadence"),
+        p.get("lastActiveAt")
+            .and_then(|v| v.as_str())
+            .unwrap_or("never")
+    );
+    if let Some(m) = p.get("moduleMix") {
+        println!("modules: {m}");
+    }
+    let actions: Vec<Vec<String>> = d
+        .recent_actions
+        .iter()
+        .map(|a| {
+            let f = |k: &str| {
+                a.get(k)
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .unwrap_or_default()
+            };
+            vec![
+                f("createdAt"),
+                f("toolName"),
+                f("result"),
+                f("latencyMs"),
+                f("errorMessage"),
+            ]
+        })
+        .collect();
+    println!("\nrecent actions ({}):", actions.len());
+    println!(
+        "{}",
+        table(&["at", "tool", "result", "ms", "error"], actions)
+    );
+    let fb: Vec<Vec<String>> = d
+        .feedback_by_module
+        .iter()
+        .map(|f| {
+            let g = |k: &str| {
+                f.get(k)
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .unwrap_or_default()
+            };
+            vec![g("module"), g("count"), g("avgRating")]
+        })
+        .collect();
+    println!("\nfeedback by module:");
+    println!("{}", table(&["module", "ratings", "average"], fb));
+    Ok(EXIT_OK)
+}
+
+pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
+    let admin = a.admin.client(g)?;
+    let in_catalog: Vec<String> = if a.catalog.exists() {
+        super::catalog::load_for(&a.catalog)?
+            .personas
+            .into_iter()
+            .map(|p| p.email.to_lowercase())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let all = admin.list().await?;
+    let doomed: Vec<&PersonaSummary> = all
+        .iter()
+        .filter(|p| !a.orphans || !in_catalog.contains(&p.email.to_lowercase()))
+        .collect();
+    if doomed.is_empty() {
+        println!("nothing to delete ({} personas on the platform)", all.len());
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "will delete {} personas and everything they own:",
+        doomed.len()
+    );
+    for p in &doomed {
+        let mark = if in_catalog.contains(&p.email.to_lowercase()) {
+            ""
+        } else {
+            "  [not in catalog]"
+        };
+        println!("  {} ({}){mark}", p.email, p.user_id);
+    }
+    if a.dry_run {
+        println!("dry run: nothing deleted");
+        return Ok(EXIT_OK);
+    }
+    if !a.yes {
+        if !stdin_is_terminal() {
+            return Err(UsageError(
+                "refusing to delete without confirmation: stdin is not a terminal; pass --yes"
+                    .into(),
+            )
+            .into());
+        }
+        print!("Delete these {} personas? [y/N] ", doomed.len());
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("aborted: nothing deleted");
+            return Ok(EXIT_FAILED);
+        }
+    }
+    let mut failed = 0;
+    for p in &doomed {
+        match admin.delete(&p.user_id).await {
+            Ok(r) => match r.warning {
+                Some(w) => println!("✓ {} deleted (warning: {w})", p.email),
+                None => println!("✓ {} deleted", p.email),
+            },
+            Err(e) => {
+                failed += 1;
+                println!("✗ {} — {e}", p.email);
+            }
+        }
+    }
+    println!(
+        "deleted {} of {} personas",
+        doomed.len() - failed,
+        doomed.len()
+    );
+    Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
+}

@@ -1,0 +1,50 @@
+//! Builds the platform clients from the configuration, once, for any command.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::config::{Config, Need};
+use crate::http::RetryPolicy;
+use crate::platform::admin::AdminClient;
+use crate::platform::auth::AuthClient;
+use crate::platform::internal::InternalClient;
+
+/// Platform calls are small JSON requests: fail fast on connect, allow a slow
+/// server 30 s.
+pub fn http() -> reqwest::Client {
+    crate::http::client(Duration::from_secs(5), Duration::from_secs(30))
+}
+
+pub fn auth(cfg: &Config) -> AuthClient {
+    AuthClient::new(http(), cfg.auth_url.clone(), RetryPolicy::default())
+}
+
+/// The admin client; `jwt` wins over the configured admin JWT.
+pub fn admin(cfg: &Config, jwt: Option<SecretString>) -> anyhow::Result<AdminClient> {
+    let jwt = match jwt {
+        Some(j) => j,
+        None => {
+            cfg.require(&[Need::AdminJwt])?;
+            cfg.admin_jwt.clone().expect("checked by require")
+        }
+    };
+    Ok(AdminClient::new(
+        http(),
+        cfg.platform_api_base(),
+        &cfg.admin_prefix,
+        jwt,
+        RetryPolicy::default(),
+    ))
+}
+
+pub fn internal(cfg: &Config) -> anyhow::Result<InternalClient> {
+    cfg.require(&[Need::ServiceKey])?;
+    Ok(InternalClient::new(
+        http(),
+        cfg.platform_api_base(),
+        &cfg.internal_prefix,
+        cfg.service_key.clone().expect("checked by require"),
+        RetryPolicy::default(),
+    ))
+}

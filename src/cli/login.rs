@@ -1,0 +1,43 @@
+//! `login EMAIL`: proves a persona can log in with its derived password and
+//! shows which space it writes to. The JWT is never printed.
+
+use clap::Args;
+
+use super::{EXIT_OK, GlobalArgs, clients};
+use crate::config::Need;
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    pub email: String,
+    /// mana-auth base URL (overrides MANA_AUTH_URL).
+    #[arg(long, value_name = "URL")]
+    pub auth: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(g: &GlobalArgs, a: LoginArgs) -> anyhow::Result<u8> {
+    let cfg = g.load_config(|ov| ov.set("auth_url", a.auth.clone(), "--auth"))?;
+    cfg.require(&[Need::SeedSecret])?;
+    let auth = clients::auth(&cfg);
+    let password = crate::password::derive(&cfg.seed_secret, &a.email, cfg.production)?;
+    let session = auth.login(&a.email, &password).await?;
+    let space = auth.personal_space(&a.email, &session).await?;
+    if a.json {
+        let v = serde_json::json!({
+            "email": a.email, "userId": session.user_id,
+            "spaceId": space.id, "spaceName": space.name, "spaceType": space.kind,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("email:   {}", a.email);
+        println!("userId:  {}", session.user_id);
+        println!("spaceId: {}", space.id);
+        println!(
+            "space:   {} ({})",
+            space.name,
+            space.kind.as_deref().unwrap_or("no type")
+        );
+    }
+    Ok(EXIT_OK)
+}

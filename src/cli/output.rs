@@ -1,0 +1,79 @@
+//! How commands talk to the operator: a progress bar on a terminal, one line per
+//! item either way, and nothing on stdout but the answer when `--json` is set.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Per-item lines plus an optional progress bar.
+pub struct Reporter {
+    bar: Option<ProgressBar>,
+    /// Lines go to stderr when stdout is reserved for JSON.
+    lines_to_stderr: bool,
+}
+
+impl Reporter {
+    /// A bar only when stderr is a terminal and there is more than one item.
+    pub fn new(total: usize, lines_to_stderr: bool) -> Reporter {
+        let bar = (std::io::stderr().is_terminal() && total > 1).then(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Reporter {
+            bar,
+            lines_to_stderr,
+        }
+    }
+
+    /// Prints a line above the bar.
+    pub fn line(&self, s: &str) {
+        match (&self.bar, self.lines_to_stderr) {
+            (Some(b), _) => b.suspend(|| self.print(s)),
+            (None, _) => self.print(s),
+        }
+    }
+
+    fn print(&self, s: &str) {
+        if self.lines_to_stderr {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    }
+
+    pub fn inc(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Whether stdin is a terminal (for confirmation prompts).
+pub fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// A compact table for terminals and logs.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    t.to_string()
+}

@@ -1,0 +1,236 @@
+//! The table of every setting: its TOML key, environment variables, default and
+//! kind. One table so `config` can print all of them with their sources, and so
+//! a new setting cannot forget one of its layers.
+
+/// How a raw string becomes a typed value, and how it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Url,
+    Text,
+    /// Shown as `<set>` / `<unset>`; readable from `<key>_file` / `<ENV>_FILE`.
+    Secret,
+    PositiveInt,
+    Bool,
+    Path,
+    OneOf(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// TOML key (flat, top level).
+    pub name: &'static str,
+    /// Environment variables, first match wins.
+    pub env: &'static [&'static str],
+    pub default: Option<&'static str>,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+macro_rules! key {
+    ($name:literal, [$($env:literal),*], $default:expr, $kind:expr, $help:literal) => {
+        Key { name: $name, env: &[$($env),*], default: $default, kind: $kind, help: $help }
+    };
+}
+
+pub const KEYS: &[Key] = &[
+    key!(
+        "auth_url",
+        ["MANA_AUTH_URL"],
+        Some("http://localhost:3001"),
+        Kind::Url,
+        "mana-auth base URL (login, spaces)"
+    ),
+    key!(
+        "api_url",
+        ["MANA_API_URL"],
+        Some("http://localhost:3060"),
+        Kind::Url,
+        "apps/api base URL (persona admin + internal endpoints)"
+    ),
+    key!(
+        "mcp_url",
+        ["MANA_MCP_URL"],
+        Some("http://localhost:3069"),
+        Kind::Url,
+        "mana-mcp base URL; the endpoint is {mcp_url}/mcp"
+    ),
+    key!(
+        "admin_prefix",
+        ["MANA_ADMIN_PREFIX"],
+        Some("/api/v1/personas/admin"),
+        Kind::Text,
+        "path prefix of the admin endpoints (legacy mana-auth layout: /api/v1/admin/personas)"
+    ),
+    key!(
+        "internal_prefix",
+        ["MANA_INTERNAL_PREFIX"],
+        Some("/api/v1/personas/internal"),
+        Kind::Text,
+        "path prefix of the internal endpoints (legacy: /api/v1/internal/personas)"
+    ),
+    key!(
+        "admin_on_auth",
+        ["MANA_ADMIN_ON_AUTH"],
+        Some("false"),
+        Kind::Bool,
+        "send admin and internal calls to auth_url instead of api_url (legacy layout)"
+    ),
+    key!(
+        "service_key",
+        ["MANA_SERVICE_KEY"],
+        None,
+        Kind::Secret,
+        "X-Service-Key for the internal endpoints"
+    ),
+    key!(
+        "admin_jwt",
+        ["MANA_ADMIN_JWT"],
+        None,
+        Kind::Secret,
+        "admin bearer token for seed/list/show/cleanup"
+    ),
+    key!(
+        "seed_secret",
+        ["PERSONA_SEED_SECRET"],
+        Some(crate::password::DEV_FALLBACK_SECRET),
+        Kind::Secret,
+        "HMAC key of the persona password derivation"
+    ),
+    key!(
+        "llm_provider",
+        ["LLM_PROVIDER"],
+        Some("anthropic"),
+        Kind::OneOf(&["anthropic", "openai"]),
+        "which LLM API drives the personas"
+    ),
+    key!(
+        "llm_model",
+        ["LLM_MODEL"],
+        None,
+        Kind::Text,
+        "model id (default: the provider's default)"
+    ),
+    key!(
+        "anthropic_api_key",
+        ["ANTHROPIC_API_KEY"],
+        None,
+        Kind::Secret,
+        "Anthropic API key"
+    ),
+    key!(
+        "anthropic_base_url",
+        ["ANTHROPIC_BASE_URL"],
+        Some("https://api.anthropic.com"),
+        Kind::Url,
+        "Anthropic API base URL"
+    ),
+    key!(
+        "openai_api_key",
+        ["OPENAI_API_KEY"],
+        None,
+        Kind::Secret,
+        "key for the OpenAI-compatible endpoint (optional for Ollama)"
+    ),
+    key!(
+        "openai_base_url",
+        ["OPENAI_BASE_URL"],
+        Some("http://localhost:11434/v1"),
+        Kind::Url,
+        "OpenAI-compatible base URL, including /v1"
+    ),
+    key!(
+        "tick_interval_ms",
+        ["TICK_INTERVAL_MS"],
+        Some("60000"),
+        Kind::PositiveInt,
+        "daemon: milliseconds between ticks"
+    ),
+    key!(
+        "concurrency",
+        ["PERSONA_CONCURRENCY"],
+        Some("2"),
+        Kind::PositiveInt,
+        "personas in flight at once"
+    ),
+    key!(
+        "paused",
+        ["RUNNER_PAUSED"],
+        Some("false"),
+        Kind::Bool,
+        "daemon: start paused"
+    ),
+    key!(
+        "production",
+        ["MANA_PRODUCTION"],
+        Some("false"),
+        Kind::Bool,
+        "production mode (also MANA_ENV=production or NODE_ENV=production)"
+    ),
+    key!(
+        "state_dir",
+        ["STATE_DIRECTORY"],
+        None,
+        Kind::Path,
+        "outbox, run memory and ledger (default $XDG_STATE_HOME/mana-personas)"
+    ),
+    key!(
+        "prompts_dir",
+        ["MANA_PERSONAS_PROMPTS"],
+        None,
+        Kind::Path,
+        "prompt templates directory (default: built-in copies of personas/)"
+    ),
+    key!(
+        "language",
+        ["MANA_PERSONAS_LANGUAGE"],
+        Some("de"),
+        Kind::OneOf(&["de", "en"]),
+        "prompt language"
+    ),
+    key!(
+        "max_turns",
+        ["MAX_TURNS"],
+        Some("15"),
+        Kind::PositiveInt,
+        "model turns per main turn"
+    ),
+    key!(
+        "max_tool_calls",
+        ["MAX_TOOL_CALLS"],
+        Some("40"),
+        Kind::PositiveInt,
+        "tool calls per persona tick (hard ceiling 500)"
+    ),
+    key!(
+        "persona_timeout_secs",
+        ["PERSONA_TIMEOUT_SECS"],
+        Some("600"),
+        Kind::PositiveInt,
+        "deadline of one persona tick"
+    ),
+    key!(
+        "mcp_result_cap_bytes",
+        ["MCP_RESULT_CAP_BYTES"],
+        Some("16384"),
+        Kind::PositiveInt,
+        "tool results longer than this are cut before the LLM sees them"
+    ),
+    key!(
+        "ledger_retention_days",
+        ["LEDGER_RETENTION_DAYS"],
+        Some("14"),
+        Kind::PositiveInt,
+        "ledger entries older than this are pruned"
+    ),
+    key!(
+        "listen",
+        ["MANA_PERSONAS_LISTEN"],
+        Some("127.0.0.1:3070"),
+        Kind::Text,
+        "daemon: health/metrics address (PORT=n means 127.0.0.1:n)"
+    ),
+];
+
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
