@@ -423,10 +423,10 @@ impl OpenAiStreamState {
                 slot.id = id.to_string();
             }
             if let Some(f) = tc.get("function") {
-                if let Some(n) = f.get("name").and_then(Value::as_str) {
-                    if slot.name.is_empty() {
-                        slot.name = n.to_string();
-                    }
+                if let Some(n) = f.get("name").and_then(Value::as_str)
+                    && slot.name.is_empty()
+                {
+                    slot.name = n.to_string();
                 }
                 if let Some(a) = f.get("arguments").and_then(Value::as_str) {
                     slot.args.push_str(a);
