@@ -10,6 +10,7 @@
 pub mod anthropic;
 pub mod openai;
 pub mod sse;
+mod transport;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
