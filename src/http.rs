@@ -154,10 +154,9 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
     {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_millis(ms as u64));
-        }
+        return Some(Duration::from_millis(ms as u64));
     }
     headers
         .get(reqwest::header::RETRY_AFTER)

@@ -42,8 +42,12 @@ impl State {
     pub fn ledger_get(&self, tick_id: &str) -> Result<Option<serde_json::Value>, StateError> {
         use rusqlite::OptionalExtension;
         self.call(|c| {
-            c.query_row("SELECT transcript FROM ledger WHERE tick_id = ?1", params![tick_id], |r| r.get::<_, String>(0))
-                .optional()
+            c.query_row(
+                "SELECT transcript FROM ledger WHERE tick_id = ?1",
+                params![tick_id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
         })
         .map(|o| o.and_then(|t| serde_json::from_str(&t).ok()))
     }

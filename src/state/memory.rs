@@ -43,14 +43,26 @@ pub enum Skip {
     /// Last run made no tool call; wait one cadence period.
     ZeroActions { until: DateTime<Utc> },
     /// Failed `failures` times in a row; backing off.
-    BackingOff { failures: u32, until: DateTime<Utc>, last_error: String },
+    BackingOff {
+        failures: u32,
+        until: DateTime<Utc>,
+        last_error: String,
+    },
 }
 
 impl std::fmt::Display for Skip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Skip::ZeroActions { until } => write!(f, "made no tool call last time; next run after {}", ts(*until)),
-            Skip::BackingOff { failures, until, last_error } => write!(
+            Skip::ZeroActions { until } => write!(
+                f,
+                "made no tool call last time; next run after {}",
+                ts(*until)
+            ),
+            Skip::BackingOff {
+                failures,
+                until,
+                last_error,
+            } => write!(
                 f,
                 "failed {failures}× in a row (last: {last_error}); next try after {}",
                 ts(*until)
@@ -68,7 +80,11 @@ pub fn failure_backoff(failures: u32, cadence: Cadence) -> Duration {
 
 impl State {
     /// `Ok(())` when the persona may run at `now`; otherwise why not.
-    pub fn may_run(&self, persona_id: &str, now: DateTime<Utc>) -> Result<Result<(), Skip>, StateError> {
+    pub fn may_run(
+        &self,
+        persona_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Skip>, StateError> {
         let row = self.call(|c| {
             c.query_row(
                 "SELECT outcome, next_eligible_at, consecutive_failures, COALESCE(last_error, '') FROM runs WHERE persona_id = ?1",
@@ -84,8 +100,12 @@ impl State {
             )
             .optional()
         })?;
-        let Some((outcome, next, failures, last_error)) = row else { return Ok(Ok(())) };
-        let Some(until) = next.as_deref().and_then(parse_ts) else { return Ok(Ok(())) };
+        let Some((outcome, next, failures, last_error)) = row else {
+            return Ok(Ok(()));
+        };
+        let Some(until) = next.as_deref().and_then(parse_ts) else {
+            return Ok(Ok(()));
+        };
         if now >= until {
             return Ok(Ok(()));
         }
@@ -99,7 +119,13 @@ impl State {
         }))
     }
 
-    pub fn record_start(&self, persona_id: &str, email: &str, tick_id: &str, now: DateTime<Utc>) -> Result<(), StateError> {
+    pub fn record_start(
+        &self,
+        persona_id: &str,
+        email: &str,
+        tick_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
         self.call(|c| {
             c.execute(
                 "INSERT INTO runs (persona_id, email, last_tick_id, started_at) VALUES (?1, ?2, ?3, ?4)

@@ -88,9 +88,13 @@ impl State {
             message: e.to_string(),
         })?;
         let path = dir.join("state.db");
-        let db = |source| StateError::Db { path: path.clone(), source };
+        let db = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),
@@ -102,7 +106,10 @@ impl State {
         &self.path
     }
 
-    pub(crate) fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
+    pub(crate) fn call<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
         let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut c).map_err(|source| StateError::Db {
             path: self.path.clone(),
@@ -121,5 +128,7 @@ pub(crate) fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 pub(crate) fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }

@@ -85,13 +85,20 @@ impl State {
 
     /// How many batches wait to be posted.
     pub fn pending_count(&self) -> Result<u64, StateError> {
-        self.call(|c| c.query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| r.get::<_, i64>(0)))
-            .map(|n| n as u64)
+        self.call(|c| {
+            c.query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map(|n| n as u64)
     }
 
     /// The server took it: forget it.
     pub fn delivered(&self, id: i64) -> Result<(), StateError> {
-        self.call(|c| c.execute("DELETE FROM outbox WHERE id = ?1", params![id]).map(|_| ()))
+        self.call(|c| {
+            c.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+                .map(|_| ())
+        })
     }
 
     /// A transient failure: keep it for the next drain.
