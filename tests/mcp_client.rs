@@ -140,6 +140,16 @@ async fn sandbox_session_lists_and_calls_tools() {
     assert!(missing.is_error);
     assert!(missing.text.contains("Todo not found: nope"));
 
+    // Concurrent calls share one session.
+    let calls =
+        (0..5).map(|i| s.call_tool("habits.create", args(json!({"name": format!("h{i}")}))));
+    for r in futures::future::join_all(calls).await {
+        assert!(!r.unwrap().is_error);
+    }
+    let habits = s.call_tool("habits.list", Map::new()).await.unwrap();
+    let habits: Value = serde_json::from_str(&habits.text).unwrap();
+    assert_eq!(habits["habits"].as_array().unwrap().len(), 5);
+
     let spaces = s.call_tool("spaces.list", Map::new()).await.unwrap();
     assert!(spaces.text.contains(SPACE), "{}", spaces.text);
     s.close().await;
@@ -382,6 +392,10 @@ struct Replay {
     /// Answer the first tools/call with 404 (session expired).
     expire_first_call: bool,
     expired_once: bool,
+    /// Answer requests with `application/json` instead of SSE.
+    json_answers: bool,
+    /// Put a 2025-11-25 priming event (id, empty data) before SSE answers.
+    priming: bool,
 }
 
 type Shared = Arc<Mutex<Replay>>;
@@ -443,6 +457,14 @@ async fn replay(
             .body(Body::from(r#"{"error":"unknown session"}"#))
             .unwrap();
     }
+    if msg["params"]["name"] == "rpc.error" {
+        // A server that reports unknown tools as protocol errors.
+        let err = json!({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32602, "message": "Tool rpc.error not found"}});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(err.to_string()))
+            .unwrap();
+    }
     let file = if method == Method::DELETE {
         "10-delete-session.http"
     } else {
@@ -482,7 +504,7 @@ async fn replay(
         }
     }
     // Answer with the id the client used; everything else as recorded.
-    let body = rec
+    let mut body = rec
         .body
         .split('\n')
         .map(|line| match line.strip_prefix("data: ") {
@@ -495,14 +517,27 @@ async fn replay(
         })
         .collect::<Vec<_>>()
         .join("\n");
+    let is_sse = rec
+        .headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "text/event-stream");
+    if is_sse && st.json_answers {
+        let data = body.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        body = data.to_string();
+        // The recorded content-type was already copied; replace it.
+        let mut r = resp.body(Body::from(body)).unwrap();
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return r;
+    }
+    if is_sse && st.priming {
+        body = format!("id: prime-0\ndata:\n\n{body}");
+    }
     resp.body(Body::from(body)).unwrap()
 }
 
-async fn replay_server(expire_first_call: bool) -> (String, Shared) {
-    let st: Shared = Arc::new(Mutex::new(Replay {
-        expire_first_call,
-        ..Default::default()
-    }));
+async fn replay_server(replay_state: Replay) -> (String, Shared) {
+    let st: Shared = Arc::new(Mutex::new(replay_state));
     let app = Router::new()
         .route("/mcp", axum::routing::any(replay))
         .with_state(st.clone());
@@ -516,7 +551,7 @@ async fn replay_server(expire_first_call: bool) -> (String, Shared) {
 
 #[tokio::test]
 async fn typescript_sdk_recording_is_understood() {
-    let (url, st) = replay_server(false).await;
+    let (url, st) = replay_server(Replay::default()).await;
     let s = connect(&cfg(&url), JWT, SPACE).await.unwrap();
     let tools = s.list_tools().await.unwrap();
     assert_eq!(tools.len(), 10);
@@ -580,7 +615,12 @@ async fn typescript_sdk_recording_is_understood() {
 
 #[tokio::test]
 async fn expired_session_is_reinitialized_and_the_call_retried_once() {
-    let (url, st) = replay_server(true).await;
+    let (url, st) = replay_server(Replay {
+        expire_first_call: true,
+        priming: true,
+        ..Default::default()
+    })
+    .await;
     let s = connect(&cfg(&url), JWT, SPACE).await.unwrap();
     let ok = s
         .call_tool("todo.create", args(json!({"title": "Einkaufen"})))
@@ -607,4 +647,25 @@ async fn expired_session_is_reinitialized_and_the_call_retried_once() {
             ("DELETE", "", Some(SECOND_SESSION)),
         ]
     );
+}
+
+#[tokio::test]
+async fn json_answers_are_understood_too() {
+    let (url, st) = replay_server(Replay {
+        json_answers: true,
+        ..Default::default()
+    })
+    .await;
+    let s = connect(&cfg(&url), JWT, SPACE).await.unwrap();
+    assert_eq!(s.list_tools().await.unwrap().len(), 10);
+    let bad = s.call_tool("teleport.now", Map::new()).await.unwrap();
+    assert!(bad.is_error);
+    // A JSON-RPC error on tools/call is a tool failure the model sees.
+    let rpc = s.call_tool("rpc.error", Map::new()).await.unwrap();
+    assert!(rpc.is_error);
+    assert_eq!(rpc.text, "MCP error -32602: Tool rpc.error not found");
+    s.close().await;
+    let st = st.lock().unwrap();
+    assert!(st.problems.is_empty(), "{:#?}", st.problems);
+    assert_eq!(st.seen.len(), 6);
 }

@@ -375,13 +375,13 @@ fn check(s: &Map<String, Value>, v: &Value) -> Result<(), String> {
             ));
         }
     }
-    if let Some(opts) = s.get("enum").and_then(Value::as_array) {
-        if !opts.contains(v) {
-            return Err(format!(
-                "Invalid option: expected one of {}",
-                Value::Array(opts.clone())
-            ));
-        }
+    if let Some(opts) = s.get("enum").and_then(Value::as_array)
+        && !opts.contains(v)
+    {
+        return Err(format!(
+            "Invalid option: expected one of {}",
+            Value::Array(opts.clone())
+        ));
     }
     if let Some(text) = v.as_str() {
         let n = text.chars().count() as u64;
