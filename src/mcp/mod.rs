@@ -2,21 +2,36 @@
 //! Streamable HTTP. This module is the only home of rmcp types; the rest of the
 //! crate sees [`McpSession`], [`ToolInfo`] and [`ToolOutcome`].
 
+mod result;
+mod wire;
+
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+
+use crate::http::RetryPolicy;
+use wire::{Endpoint, Failure, Reply, SessionHeaders};
+
+pub use result::cap_text;
 
 /// Where and how to talk MCP.
 #[derive(Debug, Clone)]
 pub struct McpConfig {
     /// Base URL of mana-mcp; the endpoint is `{base}/mcp`.
     pub base_url: String,
+    /// Bounds the whole handshake (initialize + initialized, retries
+    /// included), at connect and at every re-initialization.
     pub connect_timeout: Duration,
     /// Per request (initialize, tools/list page, tools/call).
     pub call_timeout: Duration,
     /// Tool results longer than this many bytes are cut before the LLM sees them.
     pub result_cap_bytes: usize,
+    /// Backoff for transient failures (connection errors, 429, 502, 503, 504,
+    /// 529): on initialize and tools/list always, on tools/call only for
+    /// answers that say the server did not run the call.
+    pub retry: RetryPolicy,
 }
 
 /// A tool as the server lists it (MCP name, with dots).
@@ -38,8 +53,12 @@ pub struct ToolOutcome {
     pub truncated: bool,
 }
 
+/// Why an MCP operation failed. Tool failures are not here: they are
+/// `Ok(ToolOutcome { is_error: true, .. })` because the model must see them.
+/// No variant ever carries the JWT.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
+    /// The server answered with a non-2xx status (body cut to ~300 chars).
     #[error("MCP {op} at {path}: HTTP {status}: {body}")]
     Status {
         op: &'static str,
@@ -47,14 +66,18 @@ pub enum McpError {
         status: u16,
         body: String,
     },
+    /// No usable answer: connection failed, or the body was not MCP.
     #[error("MCP {op} at {path}: {message}")]
     Transport {
         op: &'static str,
         path: String,
         message: String,
     },
+    /// The op did not finish within its configured time.
     #[error("MCP {op}: timed out after {after:?}")]
     Timeout { op: &'static str, after: Duration },
+    /// A JSON-RPC error on initialize or tools/list (on tools/call it is a
+    /// tool failure instead).
     #[error("MCP {op}: JSON-RPC error {code}: {message}")]
     Rpc {
         op: &'static str,
@@ -63,38 +86,383 @@ pub enum McpError {
     },
 }
 
+/// The protocol revision we ask for; the recorded TypeScript SDK server and
+/// rmcp both speak it, and it is the newest one with sessions and `initialize`.
+const PROTOCOL_VERSION: &str = "2025-06-18";
+/// Revisions whose wire format this client handles (answers to initialize).
+const KNOWN_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
+/// A server that keeps handing out cursors is broken; stop after this many pages.
+const MAX_PAGES: usize = 100;
+
+/// Statuses that say "the server did not run this"; safe to send again.
+fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504 | 529)
+}
+
+/// Which failures a request may be retried on.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// initialize, initialized, tools/list: idempotent, so connection errors too.
+    Idempotent,
+    /// tools/call: only answers that prove the call did not run.
+    CallSafe,
+}
+
+impl Retry {
+    fn allows(self, f: &Failure) -> bool {
+        let status_ok = f.status.is_some_and(is_retryable_status);
+        match self {
+            Retry::Idempotent => status_ok || f.connection,
+            Retry::CallSafe => status_ok,
+        }
+    }
+}
+
+/// The session headers, and a generation that counts re-initializations so
+/// concurrent calls that all saw the same 404 re-initialize only once.
+struct SessionState {
+    headers: SessionHeaders,
+    generation: u64,
+}
+
 /// An open session. Cheap to share by reference across concurrent tool calls.
 pub struct McpSession {
-    _private: (),
+    ep: Endpoint,
+    cfg: McpConfig,
+    state: tokio::sync::Mutex<SessionState>,
+    next_id: AtomicI64,
+}
+
+impl std::fmt::Debug for McpSession {
+    /// Shows where and which space, never the JWT.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpSession")
+            .field("url", &self.ep.url)
+            .field("space", &self.ep.space)
+            .finish_non_exhaustive()
+    }
 }
 
 impl McpSession {
     /// initialize → `notifications/initialized`, carrying `Authorization: Bearer
     /// <jwt>` and `X-Mana-Space: <space_id>` on every request.
     pub async fn connect(
-        _cfg: &McpConfig,
-        _http: reqwest::Client,
-        _jwt: &SecretString,
-        _space_id: &str,
+        cfg: &McpConfig,
+        http: reqwest::Client,
+        jwt: &SecretString,
+        space_id: &str,
     ) -> Result<Self, McpError> {
-        todo!("implemented by the MCP work")
+        let url = format!("{}/mcp", cfg.base_url.trim_end_matches('/'));
+        let session = McpSession {
+            ep: Endpoint {
+                http,
+                path: crate::http::path_of(&url),
+                url,
+                jwt: jwt.clone(),
+                space: space_id.to_string(),
+            },
+            cfg: cfg.clone(),
+            state: tokio::sync::Mutex::new(SessionState {
+                headers: SessionHeaders::default(),
+                generation: 0,
+            }),
+            next_id: AtomicI64::new(1),
+        };
+        let headers = session.handshake().await?;
+        session.state.lock().await.headers = headers;
+        Ok(session)
     }
 
     /// Every tool, following `nextCursor` until it is absent.
     pub async fn list_tools(&self) -> Result<Vec<ToolInfo>, McpError> {
-        todo!()
+        let op = "tools/list";
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let msg = self
+                .request(op, "tools/list", params, Retry::Idempotent)
+                .await?;
+            let result = rpc_result(op, &msg)?;
+            for t in result
+                .get("tools")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let Some(name) = t.get("name").and_then(Value::as_str) else {
+                    tracing::warn!(path = %self.ep.path, "tools/list: a tool without a name was skipped");
+                    continue;
+                };
+                tools.push(ToolInfo {
+                    name: name.to_string(),
+                    description: t
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    input_schema: t
+                        .get("inputSchema")
+                        .cloned()
+                        .unwrap_or_else(|| json!({"type": "object"})),
+                });
+            }
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_string()),
+                Some(_) => {
+                    return Err(McpError::Transport {
+                        op,
+                        path: self.ep.path.clone(),
+                        message: "server repeated the same nextCursor".into(),
+                    });
+                }
+                None => return Ok(tools),
+            }
+        }
+        Err(McpError::Transport {
+            op,
+            path: self.ep.path.clone(),
+            message: format!("more than {MAX_PAGES} pages of tools"),
+        })
     }
 
     /// One `tools/call`. `Ok` with `is_error: true` is a tool failure the model
     /// should see; `Err` is a transport/protocol failure.
     pub async fn call_tool(
         &self,
-        _name: &str,
-        _args: Map<String, Value>,
+        name: &str,
+        args: Map<String, Value>,
     ) -> Result<ToolOutcome, McpError> {
-        todo!()
+        let params = json!({ "name": name, "arguments": Value::Object(args) });
+        let msg = self
+            .request("tools/call", "tools/call", params, Retry::CallSafe)
+            .await?;
+        let cap = self.cfg.result_cap_bytes;
+        if let Some(err) = msg.get("error") {
+            let (code, message) = rpc_error_parts(err);
+            return Ok(result::outcome_from_rpc_error(code, &message, cap));
+        }
+        Ok(result::outcome_from_result(
+            msg.get("result").unwrap_or(&Value::Null),
+            cap,
+        ))
     }
 
     /// DELETE the session. Errors are logged, never returned: closing is best effort.
-    pub async fn close(self) {}
+    pub async fn close(self) {
+        let headers = self.state.into_inner().headers;
+        if headers.session_id.is_none() {
+            return; // a stateless server: nothing to end
+        }
+        match self.ep.delete(&headers, self.cfg.call_timeout).await {
+            Ok(s) if (200..300).contains(&s) || s == 404 || s == 405 => {
+                tracing::debug!(path = %self.ep.path, status = s, "MCP session closed");
+            }
+            Ok(s) => tracing::warn!(path = %self.ep.path, status = s, "MCP session DELETE refused"),
+            Err(e) => tracing::warn!(path = %self.ep.path, error = %e, "MCP session DELETE failed"),
+        }
+    }
+
+    fn next_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// initialize (no session header) → `notifications/initialized` with the
+    /// new session's headers, all within `connect_timeout`.
+    async fn handshake(&self) -> Result<SessionHeaders, McpError> {
+        let after = self.cfg.connect_timeout;
+        match tokio::time::timeout(after, self.handshake_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(McpError::Timeout {
+                op: "initialize",
+                after,
+            }),
+        }
+    }
+
+    async fn handshake_inner(&self) -> Result<SessionHeaders, McpError> {
+        let op = "initialize";
+        let none = SessionHeaders::default();
+        let (reply, _) = self
+            .with_retry(op, Retry::Idempotent, || {
+                let body = json!({
+                    "jsonrpc": "2.0",
+                    "id": self.next_id(),
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": PROTOCOL_VERSION,
+                        "capabilities": {},
+                        "clientInfo": {"name": "mana-personas", "version": env!("CARGO_PKG_VERSION")},
+                    },
+                });
+                let id = body["id"].as_i64();
+                let none = &none;
+                async move {
+                    self.ep
+                        .post(op, &body, id, none, self.cfg.call_timeout)
+                        .await
+                }
+            })
+            .await?;
+        let Reply::Message {
+            message,
+            session_id,
+        } = reply
+        else {
+            unreachable!("post with an id returns a message or fails")
+        };
+        let result = rpc_result(op, &message)?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(PROTOCOL_VERSION);
+        if !KNOWN_VERSIONS.contains(&version) {
+            return Err(McpError::Transport {
+                op,
+                path: self.ep.path.clone(),
+                message: format!(
+                    "server chose protocol version {version}, which this client does not speak"
+                ),
+            });
+        }
+        let headers = SessionHeaders {
+            session_id,
+            protocol_version: Some(version.to_string()),
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.with_retry("notifications/initialized", Retry::Idempotent, || {
+            self.ep.post(
+                "notifications/initialized",
+                &note,
+                None,
+                &headers,
+                self.cfg.call_timeout,
+            )
+        })
+        .await?;
+        Ok(headers)
+    }
+
+    /// Runs `attempt` under the configured retry policy, logging each retry.
+    async fn with_retry<T, F, Fut>(
+        &self,
+        op: &'static str,
+        rule: Retry,
+        attempt: F,
+    ) -> Result<(T, u32), McpError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        self.cfg
+            .retry
+            .run(
+                attempt,
+                |f: &Failure| rule.allows(f),
+                |f: &Failure| f.retry_after,
+                |f: &Failure, wait| {
+                    tracing::warn!(op, path = %self.ep.path, error = %f.error, ?wait, "MCP request failed; retrying");
+                },
+            )
+            .await
+            .map_err(|(f, _)| f.error)
+    }
+
+    /// One JSON-RPC request with retries; a 404 on a stale session
+    /// re-initializes and sends the request once more.
+    async fn request(
+        &self,
+        op: &'static str,
+        method: &str,
+        params: Value,
+        rule: Retry,
+    ) -> Result<Value, McpError> {
+        let (msg, _) = self
+            .with_retry(op, rule, || self.request_once(op, method, &params))
+            .await?;
+        Ok(msg)
+    }
+
+    async fn request_once(
+        &self,
+        op: &'static str,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, Failure> {
+        let (headers, generation) = {
+            let st = self.state.lock().await;
+            (st.headers.clone(), st.generation)
+        };
+        match self.send(op, method, params, &headers).await {
+            Err(f) if f.expired => {
+                tracing::info!(op, path = %self.ep.path, "MCP session expired (HTTP 404); re-initializing");
+                let headers = self
+                    .reinitialize(generation)
+                    .await
+                    .map_err(|error| Failure {
+                        error,
+                        expired: false,
+                        status: None,
+                        connection: false,
+                        retry_after: None,
+                    })?;
+                self.send(op, method, params, &headers).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        method: &str,
+        params: &Value,
+        headers: &SessionHeaders,
+    ) -> Result<Value, Failure> {
+        let id = self.next_id();
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        match self
+            .ep
+            .post(op, &body, Some(id), headers, self.cfg.call_timeout)
+            .await?
+        {
+            Reply::Message { message, .. } => Ok(message),
+            Reply::Accepted => unreachable!("post with an id returns a message or fails"),
+        }
+    }
+
+    /// Re-initializes unless another call already did since `seen_generation`;
+    /// returns the headers to use now.
+    async fn reinitialize(&self, seen_generation: u64) -> Result<SessionHeaders, McpError> {
+        let mut st = self.state.lock().await;
+        if st.generation == seen_generation {
+            st.headers = self.handshake().await?;
+            st.generation += 1;
+        }
+        Ok(st.headers.clone())
+    }
+}
+
+/// The `result` of a response, or its JSON-RPC error as [`McpError::Rpc`].
+fn rpc_result<'a>(op: &'static str, msg: &'a Value) -> Result<&'a Value, McpError> {
+    if let Some(err) = msg.get("error") {
+        let (code, message) = rpc_error_parts(err);
+        return Err(McpError::Rpc { op, code, message });
+    }
+    Ok(msg.get("result").unwrap_or(&Value::Null))
+}
+
+fn rpc_error_parts(err: &Value) -> (i64, String) {
+    let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("(no message)");
+    (
+        code,
+        crate::http::cut(message, crate::http::ERROR_BODY_CHARS),
+    )
 }
