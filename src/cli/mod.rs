@@ -5,12 +5,14 @@ pub mod admin;
 pub mod catalog;
 pub mod clients;
 pub mod config;
+pub mod demo;
 pub mod logging;
 pub mod login;
 pub mod output;
 pub mod password;
 pub mod sandbox;
 pub mod seed;
+pub mod tick;
 
 use std::path::PathBuf;
 
@@ -121,12 +123,16 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Serve the loopback stand-in of the platform and the LLM.
     Sandbox(sandbox::SandboxArgs),
+    /// Run due personas through the product: `--once`, or on the interval.
+    Tick(tick::TickArgs),
+    /// The whole pipeline on the embedded sandbox: seed, one tick, a table.
+    Demo(demo::DemoArgs),
 }
 
 impl Command {
     /// Long-running commands log at info by default; one-shot commands at warn.
     pub fn is_long_running(&self) -> bool {
-        matches!(self, Command::Sandbox(_))
+        matches!(self, Command::Sandbox(_)) || matches!(self, Command::Tick(t) if !t.once)
     }
 }
 
@@ -143,6 +149,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Login(a) => login::run(g, a).await,
         Command::Config(a) => config::run(g, a),
         Command::Sandbox(a) => sandbox::run(g, a).await,
+        Command::Tick(a) => tick::run(g, a).await,
+        Command::Demo(a) => demo::run(g, a).await,
     }
 }
 
@@ -158,6 +166,7 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
             || c.downcast_ref::<UsageError>().is_some()
             || c.downcast_ref::<crate::catalog::CatalogError>().is_some()
             || c.downcast_ref::<crate::password::PasswordError>().is_some()
+            || c.downcast_ref::<crate::runner::prompts::PromptError>().is_some()
     });
     if config { EXIT_CONFIG } else { EXIT_FAILED }
 }

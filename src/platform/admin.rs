@@ -119,7 +119,7 @@ impl AdminClient {
         persona: &UpsertPersona,
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<UpsertResponse, HttpError> {
-        let url = self.url("/");
+        let url = self.url("");
         send_json(
             &self.retry,
             "POST",
@@ -136,7 +136,7 @@ impl AdminClient {
     }
 
     pub async fn list(&self) -> Result<Vec<PersonaSummary>, HttpError> {
-        let url = self.url("/");
+        let url = self.url("");
         let r: ListResponse = send_json(
             &self.retry,
             "GET",

@@ -1,1 +1,123 @@
+//! The runner bridges the leaves: platform clients, MCP, the LLM and local
+//! state. [`persona`] runs one persona tick; [`tick`] runs a whole tick
+//! (drain the outbox, fetch who is due, keep N personas in flight, summarise).
 
+pub mod batch;
+pub mod persona;
+pub mod prompts;
+pub mod rating;
+pub mod tick;
+pub mod tool_names;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::config::{Config, Need, Provider};
+use crate::http::RetryPolicy;
+use crate::llm::LlmClient;
+use crate::llm::anthropic::{AnthropicClient, AnthropicConfig};
+use crate::llm::openai::{OpenAiClient, OpenAiConfig};
+use crate::mcp::McpConfig;
+use crate::platform::auth::AuthClient;
+use crate::platform::internal::InternalClient;
+use crate::state::State;
+use prompts::Prompts;
+
+/// Tool calls of one model turn run concurrently, at most this many at once.
+pub const TOOL_CALLS_IN_PARALLEL: usize = 4;
+
+/// Everything one persona tick needs, shared by all of them.
+pub struct Runner {
+    pub auth: AuthClient,
+    pub internal: InternalClient,
+    pub llm: Arc<dyn LlmClient>,
+    pub mcp: McpConfig,
+    pub http: reqwest::Client,
+    pub prompts: Prompts,
+    pub state: State,
+    pub settings: Settings,
+}
+
+/// The knobs of a persona tick, from configuration.
+#[derive(Clone)]
+pub struct Settings {
+    pub seed_secret: SecretString,
+    pub production: bool,
+    pub max_turns: u32,
+    pub max_tool_calls: u32,
+    pub persona_timeout: Duration,
+    pub concurrency: usize,
+    pub ledger_retention_days: u32,
+    pub min_tools: u32,
+    pub max_tools: u32,
+    /// `max_tokens` of a main-turn model call.
+    pub max_tokens: u32,
+}
+
+impl Runner {
+    /// Builds every client from `cfg`; refuses (listing every problem) what a
+    /// tick cannot run without.
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Runner> {
+        cfg.require(&[Need::ServiceKey, Need::LlmKey, Need::SeedSecret])?;
+        let platform_http = crate::http::client(Duration::from_secs(5), Duration::from_secs(30));
+        // LLM streams can run for minutes; the per-persona deadline bounds them.
+        let llm_http = crate::http::client(Duration::from_secs(10), Duration::from_secs(300));
+        let retry = RetryPolicy::default();
+        let llm: Arc<dyn LlmClient> = match cfg.llm_provider {
+            Provider::Anthropic => Arc::new(AnthropicClient::new(
+                llm_http,
+                AnthropicConfig {
+                    base_url: cfg.anthropic_base_url.clone(),
+                    api_key: cfg.anthropic_api_key.clone().unwrap_or_else(|| SecretString::from(String::new())),
+                    model: cfg.llm_model.clone().unwrap_or_else(|| crate::llm::anthropic::DEFAULT_MODEL.to_string()),
+                    retry,
+                },
+            )),
+            Provider::OpenAi => Arc::new(OpenAiClient::new(
+                llm_http,
+                OpenAiConfig {
+                    base_url: cfg.openai_base_url.clone(),
+                    api_key: cfg.openai_api_key.clone(),
+                    model: cfg.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string()),
+                    retry,
+                },
+            )),
+        };
+        let state = State::open(&cfg.state_dir)?;
+        Ok(Runner {
+            auth: AuthClient::new(platform_http.clone(), cfg.auth_url.clone(), retry),
+            internal: InternalClient::new(
+                platform_http.clone(),
+                cfg.platform_api_base(),
+                &cfg.internal_prefix,
+                cfg.service_key.clone().expect("checked by require"),
+                retry,
+            ),
+            llm,
+            mcp: McpConfig {
+                base_url: cfg.mcp_url.clone(),
+                connect_timeout: Duration::from_secs(15),
+                call_timeout: Duration::from_secs(60),
+                result_cap_bytes: cfg.mcp_result_cap_bytes,
+                retry,
+            },
+            http: crate::http::client(Duration::from_secs(5), Duration::from_secs(90)),
+            prompts: Prompts::load(cfg.prompts_dir.as_deref(), &cfg.language)?,
+            state,
+            settings: Settings {
+                seed_secret: cfg.seed_secret.clone(),
+                production: cfg.production,
+                max_turns: cfg.max_turns,
+                max_tool_calls: cfg.max_tool_calls,
+                persona_timeout: cfg.persona_timeout,
+                concurrency: cfg.concurrency,
+                ledger_retention_days: cfg.ledger_retention_days,
+                min_tools: 3,
+                max_tools: 8,
+                max_tokens: 2048,
+            },
+        })
+    }
+}

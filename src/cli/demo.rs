@@ -1,0 +1,140 @@
+//! `demo`: the whole pipeline on one machine — start the sandbox in-process,
+//! seed the catalog, run one tick of every persona, show what happened and
+//! where the database is.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use super::output::table;
+use super::{EXIT_OK, GlobalArgs};
+use crate::catalog::{self, Catalog};
+use crate::platform::admin::{AdminClient, UpsertPersona};
+use crate::runner::Runner;
+use crate::runner::tick::TickOptions;
+use crate::sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
+
+/// Our catalog, compiled in, so `demo` works from any directory.
+const BUILTIN_CATALOG: &str = include_str!("../../catalog.json");
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Catalog to seed (default: ./catalog.json, else the built-in one).
+    #[arg(long, value_name = "PATH")]
+    pub catalog: Option<PathBuf>,
+    /// Directory for the sandbox database and the runner's state (default: a new temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Personas in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+    /// Drive the personas through the OpenAI-compatible provider instead of Anthropic.
+    #[arg(long)]
+    pub openai: bool,
+    /// Seed of the scripted LLM.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+fn load_catalog(path: &Option<PathBuf>) -> anyhow::Result<(Catalog, String)> {
+    let local = PathBuf::from("catalog.json");
+    match path {
+        Some(p) => Ok((super::catalog::load_for(p)?, p.display().to_string())),
+        None if local.is_file() => Ok((super::catalog::load_for(&local)?, "catalog.json".into())),
+        None => Ok((catalog::parse(BUILTIN_CATALOG, std::path::Path::new("<built-in catalog.json>"))?, "built-in catalog".into())),
+    }
+}
+
+pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
+    let (catalog, source) = load_catalog(&a.catalog)?;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("mana-personas-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let db_path = dir.join("sandbox.db");
+    let sb = Sandbox::start(SandboxOptions {
+        db_path: Some(db_path.clone()),
+        seed: a.seed,
+        ..SandboxOptions::default()
+    })
+    .await?;
+    let url = sb.url();
+    println!("sandbox: {url} (platform + MCP + scripted LLM on loopback)");
+
+    let cfg = g.load_config(|ov| {
+        for key in ["auth_url", "api_url", "mcp_url", "anthropic_base_url"] {
+            ov.set(key, Some(&url), "demo");
+        }
+        ov.set("openai_base_url", Some(format!("{url}/v1")), "demo");
+        ov.set("llm_provider", Some(if a.openai { "openai" } else { "anthropic" }), "demo");
+        ov.set("anthropic_api_key", Some("sandbox-llm-key"), "demo");
+        ov.set("openai_api_key", Some("sandbox-llm-key"), "demo");
+        ov.set("service_key", Some(DEV_SERVICE_KEY), "demo");
+        ov.set("admin_jwt", Some(DEV_ADMIN_JWT), "demo");
+        ov.set("production", Some("false"), "demo");
+        ov.set("admin_prefix", Some(crate::platform::admin::DEFAULT_PREFIX), "demo");
+        ov.set("internal_prefix", Some(crate::platform::internal::DEFAULT_PREFIX), "demo");
+        ov.set("admin_on_auth", Some("false"), "demo");
+        ov.set("state_dir", Some(dir.join("state").display().to_string()), "demo");
+    })?;
+
+    // Seed through the real admin endpoint.
+    let admin = AdminClient::new(
+        super::clients::http(),
+        &cfg.api_url,
+        &cfg.admin_prefix,
+        SecretString::from(DEV_ADMIN_JWT),
+        crate::http::RetryPolicy::default(),
+    );
+    for p in &catalog.personas {
+        let pw = crate::password::derive(&cfg.seed_secret, &p.email, false)?;
+        admin
+            .upsert(
+                &UpsertPersona {
+                    email: p.email.clone(),
+                    name: Some(p.name.clone()),
+                    password: pw.expose_secret().to_string(),
+                    archetype: p.archetype.clone(),
+                    system_prompt: p.system_prompt.clone(),
+                    module_mix: p.module_mix.clone(),
+                    tick_cadence: Some(p.tick_cadence.as_str().to_string()),
+                },
+                |_, _| {},
+            )
+            .await?;
+    }
+    println!("seeded {} personas from {source}\n", catalog.personas.len());
+
+    let runner = Runner::from_config(&cfg)?;
+    let opts = TickOptions {
+        concurrency: Some(a.concurrency as usize),
+        ..TickOptions::default()
+    };
+    let summary = super::tick::once(&runner, &opts, false, &CancellationToken::new()).await?;
+
+    let rows = summary
+        .reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.email.clone(),
+                format!("{}/{}", r.actions - r.action_errors, r.action_errors),
+                r.modules.join(", "),
+                r.ratings.to_string(),
+                r.tokens.total().to_string(),
+                format!("{:.1} s", r.duration_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    println!("\n{}", table(&["persona", "actions ok/error", "modules", "ratings", "tokens", "time"], rows));
+    let actions = sb.db().count("SELECT COUNT(*) FROM persona_actions");
+    let feedback = sb.db().count("SELECT COUNT(*) FROM persona_feedback");
+    println!("\nthe sandbox stored {actions} action rows and {feedback} feedback rows:");
+    println!("  sqlite3 {} 'select tool_name, result, error_message from persona_actions'", db_path.display());
+    println!("  runner state (outbox, run memory, ledger): {}", runner.state.path().display());
+    sb.shutdown().await;
+    Ok(if summary.failed.is_empty() { EXIT_OK } else { super::EXIT_FAILED })
+}

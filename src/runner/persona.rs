@@ -1,0 +1,485 @@
+//! One persona tick: derive password → login → personal space → MCP session →
+//! tools → main turn → rating turn → outbox → post.
+//!
+//! The work writes everything it produces into a [`Work`] that lives outside
+//! the future, so when the deadline passes (or the daemon shuts down) the
+//! future is dropped and what was already done is still posted: calls that
+//! were in flight become error rows, calls never started never appear.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::batch::{ERROR_MESSAGE_CHARS, cut_chars, input_hash};
+use super::prompts::{Vars, name_from_email};
+use super::rating;
+use super::tool_names::{ToolNames, module_of};
+use super::{Runner, TOOL_CALLS_IN_PARALLEL};
+use crate::llm::{Block, ChatRequest, Message, Role, StopReason, ToolSpec, Usage};
+use crate::mcp::McpSession;
+use crate::platform::internal::{ActionResult, ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow};
+use crate::state::memory::Outcome;
+
+/// How a persona tick ended, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Ok,
+    /// No tool call: nothing posted; run memory keeps it from running again
+    /// before its cadence has elapsed.
+    ZeroActions,
+    Failed,
+}
+
+/// Where a tick's rows are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum Delivery {
+    /// Every batch got a 2xx.
+    Posted,
+    /// Stored in the outbox; the next tick posts it.
+    Queued(String),
+    /// The platform refused a batch for good (kept in the outbox as dead).
+    Refused(String),
+    /// Nothing to post.
+    Nothing,
+}
+
+/// Time spent waiting on each dependency (for the runner's own share).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waits {
+    pub llm_ms: u64,
+    pub mcp_ms: u64,
+    pub platform_ms: u64,
+}
+
+/// What one persona tick did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonaReport {
+    pub email: String,
+    pub user_id: String,
+    pub tick_id: String,
+    pub outcome: RunOutcome,
+    pub error: Option<String>,
+    pub actions: usize,
+    pub action_errors: usize,
+    pub modules: Vec<String>,
+    pub ratings: usize,
+    pub tokens: Usage,
+    pub duration_ms: u64,
+    pub delivery: Delivery,
+    pub warnings: Vec<String>,
+    pub waits: Waits,
+}
+
+/// A tool call's slot: started calls are `InFlight` until they finish.
+enum Slot {
+    InFlight { tool: String, hash: String, started: Instant },
+    Done(ActionRow),
+}
+
+#[derive(Default)]
+struct Inner {
+    stage: String,
+    slots: Vec<Slot>,
+    feedback: Vec<FeedbackRow>,
+    usage: Usage,
+    waits: Waits,
+    warnings: Vec<String>,
+    transcript: Vec<Value>,
+    session: Option<Arc<McpSession>>,
+    user_id: Option<String>,
+}
+
+/// What the work produced so far; outlives the work's future.
+#[derive(Default)]
+struct Work(Mutex<Inner>);
+
+impl Work {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+    fn stage(&self, s: impl Into<String>) {
+        self.with(|w| w.stage = s.into());
+    }
+    fn log(&self, v: Value) {
+        self.with(|w| w.transcript.push(v));
+    }
+    fn warn(&self, s: String) {
+        self.with(|w| w.warnings.push(s));
+    }
+    fn start_call(&self, tool: &str, hash: &str) -> usize {
+        self.with(|w| {
+            w.slots.push(Slot::InFlight {
+                tool: tool.to_string(),
+                hash: hash.to_string(),
+                started: Instant::now(),
+            });
+            w.slots.len() - 1
+        })
+    }
+    fn finish_call(&self, i: usize, row: ActionRow) {
+        self.with(|w| w.slots[i] = Slot::Done(row));
+    }
+    fn used_modules(&self) -> Vec<String> {
+        self.with(|w| {
+            let set: BTreeSet<String> = w
+                .slots
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Done(r) => Some(module_of(&r.tool_name).to_string()),
+                    Slot::InFlight { .. } => None,
+                })
+                .collect();
+            set.into_iter().collect()
+        })
+    }
+}
+
+/// Runs one persona tick to the end: it never returns an error, it reports.
+pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &CancellationToken) -> PersonaReport {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    if let Err(e) = r.state.record_start(&p.user_id, &p.email, tick_id, started_at) {
+        tracing::warn!(persona = %p.email, error = %e, "cannot record the run start");
+    }
+    let work = Work::default();
+    let deadline = r.settings.persona_timeout;
+    let result: Result<(), String> = tokio::select! {
+        res = play(r, p, tick_id, &work) => res,
+        _ = tokio::time::sleep(deadline) => Err(format!(
+            "persona deadline of {}s passed during {}; work done so far is kept",
+            deadline.as_secs(), work.with(|w| w.stage.clone())
+        )),
+        _ = cancel.cancelled() => Err(format!(
+            "cancelled by shutdown during {}; work done so far is kept",
+            work.with(|w| w.stage.clone())
+        )),
+    };
+    // Close the MCP session (best effort, bounded).
+    if let Some(s) = work.with(|w| w.session.take()) {
+        if let Ok(s) = Arc::try_unwrap(s) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
+        }
+    }
+    let (actions, feedback) = work.with(|w| {
+        let actions: Vec<ActionRow> = w
+            .slots
+            .drain(..)
+            .map(|s| match s {
+                Slot::Done(row) => row,
+                Slot::InFlight { tool, hash, started } => ActionRow {
+                    tick_id: tick_id.to_string(),
+                    tool_name: tool,
+                    input_hash: Some(hash),
+                    result: ActionResult::Error,
+                    error_message: Some("cancelled while in flight: the persona's deadline passed or the runner shut down".into()),
+                    latency_ms: Some(started.elapsed().as_millis() as u64),
+                },
+            })
+            .collect();
+        (actions, std::mem::take(&mut w.feedback))
+    });
+
+    let t0 = Instant::now();
+    let delivery = if actions.is_empty() {
+        Delivery::Nothing
+    } else {
+        deliver(r, p, tick_id, &actions, &feedback).await
+    };
+    work.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+
+    let (outcome, error) = match (&result, &delivery) {
+        (Err(e), _) => (RunOutcome::Failed, Some(e.clone())),
+        (Ok(()), Delivery::Refused(e)) => (RunOutcome::Failed, Some(format!("the platform refused the batch: {e}"))),
+        (Ok(()), _) if actions.is_empty() => (RunOutcome::ZeroActions, None),
+        (Ok(()), _) => (RunOutcome::Ok, None),
+    };
+    let memory_outcome = match outcome {
+        RunOutcome::Ok => Outcome::Ok,
+        RunOutcome::ZeroActions => Outcome::ZeroActions,
+        RunOutcome::Failed => Outcome::Failed,
+    };
+    let finished = Utc::now();
+    if let Err(e) = r.state.record_finish(&p.user_id, memory_outcome, actions.len(), p.cadence(), error.as_deref(), finished) {
+        tracing::warn!(persona = %p.email, error = %e, "cannot record the run end");
+    }
+    let modules: BTreeSet<String> = actions.iter().map(|a| module_of(&a.tool_name).to_string()).collect();
+    let report = work.with(|w| PersonaReport {
+        email: p.email.clone(),
+        user_id: w.user_id.clone().unwrap_or_else(|| p.user_id.clone()),
+        tick_id: tick_id.to_string(),
+        outcome,
+        error,
+        actions: actions.len(),
+        action_errors: actions.iter().filter(|a| a.result == ActionResult::Error).count(),
+        modules: modules.into_iter().collect(),
+        ratings: feedback.len(),
+        tokens: w.usage,
+        duration_ms: started.elapsed().as_millis() as u64,
+        delivery,
+        warnings: w.warnings.clone(),
+        waits: w.waits,
+    });
+    let transcript = work.with(|w| {
+        json!({
+            "tickId": tick_id, "email": p.email, "userId": p.user_id,
+            "systemPrompt": p.system_prompt,
+            "events": std::mem::take(&mut w.transcript),
+            "actions": actions, "feedback": feedback, "report": report,
+        })
+    });
+    let outcome_str = serde_json::to_value(report.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    if let Err(e) = r.state.ledger_write(tick_id, &p.user_id, &p.email, started_at, finished, &outcome_str, &transcript) {
+        tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
+    }
+    report
+}
+
+/// The persona's day. Errors are reasons, already phrased for an operator.
+async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(), String> {
+    let s = &r.settings;
+    w.stage("password derivation");
+    let password = crate::password::derive(&s.seed_secret, &p.email, s.production).map_err(|e| e.to_string())?;
+
+    w.stage("login");
+    let t0 = Instant::now();
+    let session = r.auth.login(&p.email, &password).await.map_err(|e| e.to_string())?;
+    let space = r.auth.personal_space(&p.email, &session).await.map_err(|e| e.to_string())?;
+    w.with(|w| {
+        w.waits.platform_ms += t0.elapsed().as_millis() as u64;
+        w.user_id = Some(session.user_id.clone());
+    });
+
+    w.stage("MCP session");
+    let t0 = Instant::now();
+    let mcp = Arc::new(
+        McpSession::connect(&r.mcp, r.http.clone(), &session.jwt, &space.id)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    w.with(|w| w.session = Some(mcp.clone()));
+    let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
+    w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+    let names = ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
+    let specs: Vec<ToolSpec> = tools
+        .iter()
+        .map(|t| ToolSpec {
+            name: names.llm_name(&t.name).unwrap_or(&t.name).to_string(),
+            description: t.description.clone(),
+            input_schema: t.input_schema.clone(),
+        })
+        .collect();
+
+    let preferred = preferred_modules(p);
+    let name = name_from_email(&p.email);
+    let today = Utc::now().date_naive();
+    let vars = Vars {
+        date: today,
+        name: &name,
+        modules: &preferred,
+        min_tools: s.min_tools,
+        max_tools: s.max_tools,
+        used_modules: &[],
+    };
+    let main_prompt = r.prompts.main(&vars);
+    w.log(json!({"event": "session", "spaceId": space.id, "tools": tools.len(), "prompt": main_prompt}));
+
+    let mut messages = vec![Message::user_text(main_prompt)];
+    let mut calls: u32 = 0;
+    for turn in 1..=s.max_turns {
+        w.stage(format!("main turn {turn}"));
+        let req = ChatRequest {
+            system: p.system_prompt.clone(),
+            messages: messages.clone(),
+            tools: specs.clone(),
+            max_tokens: s.max_tokens,
+        };
+        let t0 = Instant::now();
+        let resp = r.llm.complete(&req).await.map_err(|e| e.to_string())?;
+        w.with(|w| {
+            w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+            w.usage.add(resp.usage);
+        });
+        w.log(json!({"event": "model", "turn": turn, "stopReason": resp.stop_reason, "content": resp.content,
+                     "usage": resp.usage, "retries": resp.retries, "ms": t0.elapsed().as_millis() as u64}));
+        let uses: Vec<(String, String, Value)> = resp
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                Block::ToolUse { id, name, input } => Some((id.clone(), name.clone(), input.clone())),
+                _ => None,
+            })
+            .collect();
+        if resp.stop_reason == StopReason::MaxTokens {
+            w.warn(format!("main turn {turn} hit max_tokens; its tool calls were not run"));
+            break;
+        }
+        if uses.is_empty() {
+            break;
+        }
+        messages.push(Message {
+            role: Role::Assistant,
+            content: resp.content.clone(),
+        });
+        let budget = (s.max_tool_calls - calls) as usize;
+        let run_now = uses.len().min(budget);
+        let t0 = Instant::now();
+        let mut results: Vec<Block> = futures::stream::iter(uses[..run_now].iter().cloned())
+            .map(|(id, llm_name, input)| call_tool(&mcp, &names, w, tick_id, id, llm_name, input))
+            .buffered(TOOL_CALLS_IN_PARALLEL)
+            .collect()
+            .await;
+        w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+        for (id, _, _) in &uses[run_now..] {
+            results.push(Block::ToolResult {
+                tool_use_id: id.clone(),
+                content: format!("not run: this day's budget of {} tool calls is spent", s.max_tool_calls),
+                is_error: true,
+            });
+        }
+        calls += run_now as u32;
+        messages.push(Message {
+            role: Role::User,
+            content: results,
+        });
+        if calls >= s.max_tool_calls {
+            w.warn(format!("stopped at the tool-call budget of {}", s.max_tool_calls));
+            break;
+        }
+        if turn == s.max_turns {
+            w.warn(format!("stopped at the turn budget of {}", s.max_turns));
+        }
+    }
+
+    let used = w.used_modules();
+    if used.is_empty() {
+        return Ok(());
+    }
+    w.stage("rating turn");
+    let rating_prompt = r.prompts.rating(&Vars { used_modules: &used, ..vars });
+    let req = ChatRequest {
+        system: p.system_prompt.clone(),
+        messages: vec![Message::user_text(rating_prompt.clone())],
+        tools: Vec::new(),
+        max_tokens: 1024,
+    };
+    let t0 = Instant::now();
+    match r.llm.complete(&req).await {
+        Ok(resp) => {
+            w.with(|w| {
+                w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+                w.usage.add(resp.usage);
+            });
+            let text: String = resp
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let ratings = rating::parse(&text, &used);
+            w.log(json!({"event": "rating", "prompt": rating_prompt, "answer": text, "usage": resp.usage}));
+            let rows = rating::rows(tick_id, ratings);
+            w.with(|w| w.feedback = rows);
+        }
+        Err(e) => w.warn(format!("rating turn failed, no feedback this tick: {e}")),
+    }
+    Ok(())
+}
+
+/// One tool call through MCP, recorded as an action row by its own result.
+async fn call_tool(
+    mcp: &McpSession,
+    names: &ToolNames,
+    w: &Work,
+    tick_id: &str,
+    id: String,
+    llm_name: String,
+    input: Value,
+) -> Block {
+    let result = |content: String, is_error: bool| Block::ToolResult {
+        tool_use_id: id.clone(),
+        content,
+        is_error,
+    };
+    let Some(mcp_name) = names.mcp_name(&llm_name) else {
+        w.log(json!({"event": "unknown_tool", "name": llm_name, "input": input}));
+        return result(format!("unknown tool `{llm_name}`: use one of the tools listed"), true);
+    };
+    let hash = input_hash(&input);
+    let slot = w.start_call(mcp_name, &hash);
+    let started = Instant::now();
+    let (is_error, text) = match input {
+        Value::Object(args) => match mcp.call_tool(mcp_name, args.clone()).await {
+            Ok(out) => (out.is_error, out.text),
+            Err(e) => (true, e.to_string()),
+        },
+        other => (true, format!("arguments must be a JSON object, got {other}")),
+    };
+    let latency = started.elapsed().as_millis() as u64;
+    w.finish_call(
+        slot,
+        ActionRow {
+            tick_id: tick_id.to_string(),
+            tool_name: mcp_name.to_string(),
+            input_hash: Some(hash),
+            result: if is_error { ActionResult::Error } else { ActionResult::Ok },
+            error_message: is_error.then(|| cut_chars(&text, ERROR_MESSAGE_CHARS)),
+            latency_ms: Some(latency),
+        },
+    );
+    w.log(json!({"event": "tool", "tool": mcp_name, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
+    result(text, is_error)
+}
+
+/// moduleMix keys, highest weight first, ties by name.
+fn preferred_modules(p: &DuePersona) -> Vec<String> {
+    let mut v: Vec<(&String, &f64)> = p.module_mix.iter().collect();
+    v.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(b.0)));
+    v.into_iter().map(|(k, _)| k.clone()).collect()
+}
+
+/// Queues the tick's batches, then drains this persona's outbox.
+async fn deliver(r: &Runner, p: &DuePersona, tick_id: &str, actions: &[ActionRow], feedback: &[FeedbackRow]) -> Delivery {
+    let a = ActionsBatch { actions: actions.to_vec() };
+    let f = FeedbackBatch { feedback: feedback.to_vec() };
+    if let Err(e) = r.state.enqueue(&p.user_id, &p.email, tick_id, &a, &f) {
+        // Without the outbox, post directly: losing durability beats losing rows.
+        tracing::error!(persona = %p.email, error = %e, "cannot queue the batch; posting without the outbox");
+        if let Err(e) = r.internal.post_actions(&p.user_id, &a, |_, _| {}).await {
+            return Delivery::Refused(e.to_string());
+        }
+        if !f.feedback.is_empty() {
+            if let Err(e) = r.internal.post_feedback(&p.user_id, &f, |_, _| {}).await {
+                return Delivery::Refused(e.to_string());
+            }
+        }
+        return Delivery::Posted;
+    }
+    let report = super::tick::drain(r, Some(&p.user_id)).await;
+    if let Some((_, e)) = report.refused.iter().find(|(t, _)| t == tick_id) {
+        return Delivery::Refused(e.clone());
+    }
+    match report.still_pending.iter().find(|(t, _)| t == tick_id) {
+        Some((_, e)) => Delivery::Queued(e.clone()),
+        None => Delivery::Posted,
+    }
+}
+
+/// Personas whose earlier rows still wait in the outbox are not run again:
+/// their server-side lastActiveAt has not moved, and running them would pay
+/// for a day whose record cannot be delivered yet.
+pub fn blocked_by_outbox(pending_personas: &HashSet<String>, p: &DuePersona) -> bool {
+    pending_personas.contains(&p.user_id)
+}

@@ -1,0 +1,104 @@
+//! The rating turn's answer, parsed tolerantly: the model was asked for bare
+//! JSON, but models wrap it in prose or code fences, invent modules, and rate
+//! 0 or 7. What comes out is always valid for the platform: only modules the
+//! persona used, ratings rounded and clamped to 1..5, notes ≤ 1000 chars, at
+//! most one row per module; or one `__parse` row saying why nothing could be
+//! read, so operators see the failure.
+
+use serde_json::Value;
+
+use super::batch::cut_chars;
+use crate::platform::internal::FeedbackRow;
+
+/// Notes are cut to this many characters.
+pub const NOTES_CHARS: usize = 1000;
+/// The module of the row that reports an unreadable answer.
+pub const PARSE_MODULE: &str = "__parse";
+
+/// A module rating before it gets a tick id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rating {
+    pub module: String,
+    pub rating: u8,
+    pub notes: Option<String>,
+}
+
+/// Parses `text` into ratings for the `used` modules (never panics).
+pub fn parse(text: &str, used: &[String]) -> Vec<Rating> {
+    let Some(ratings) = find_ratings(text) else {
+        let reason = format!(
+            "rating answer had no JSON object with a \"ratings\" array: {}",
+            cut_chars(text.trim(), 300)
+        );
+        return vec![Rating {
+            module: PARSE_MODULE.to_string(),
+            rating: 3,
+            notes: Some(cut_chars(&reason, NOTES_CHARS)),
+        }];
+    };
+    let mut out: Vec<Rating> = Vec::new();
+    for r in ratings {
+        let Some(module) = r.get("module").and_then(Value::as_str).map(str::trim) else { continue };
+        let Some(module) = used.iter().find(|u| u.eq_ignore_ascii_case(module)) else { continue };
+        if out.iter().any(|o| &o.module == module) {
+            continue;
+        }
+        let Some(value) = number(r.get("rating")) else { continue };
+        let notes = r
+            .get("notes")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| cut_chars(n, NOTES_CHARS));
+        out.push(Rating {
+            module: module.clone(),
+            rating: value.round().clamp(1.0, 5.0) as u8,
+            notes,
+        });
+    }
+    out
+}
+
+/// Turns ratings into feedback rows of one tick.
+pub fn rows(tick_id: &str, ratings: Vec<Rating>) -> Vec<FeedbackRow> {
+    ratings
+        .into_iter()
+        .map(|r| FeedbackRow {
+            tick_id: tick_id.to_string(),
+            module: r.module,
+            rating: r.rating,
+            notes: r.notes,
+        })
+        .collect()
+}
+
+/// A rating as a finite number, accepting numeric strings ("4").
+fn number(v: Option<&Value>) -> Option<f64> {
+    let n = match v? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
+/// The first JSON object in `text` (anywhere: fenced, after prose) that has a
+/// `ratings` array; a bare top-level array of ratings is accepted too.
+fn find_ratings(text: &str) -> Option<Vec<Value>> {
+    for (i, c) in text.char_indices() {
+        if c != '{' && c != '[' {
+            continue;
+        }
+        let mut stream = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(Value::Object(o))) => {
+                if let Some(Value::Array(a)) = o.get("ratings") {
+                    return Some(a.clone());
+                }
+            }
+            Some(Ok(Value::Array(a))) if a.iter().any(|v| v.get("module").is_some()) => return Some(a),
+            _ => {}
+        }
+    }
+    None
+}

@@ -1,0 +1,268 @@
+//! A whole tick: drain the outbox, fetch who is due, decide who really runs
+//! (shard, run memory, undelivered rows), keep `concurrency` personas in
+//! flight — a pool, not fixed chunks — and summarise.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::Runner;
+use super::persona::{self, PersonaReport, RunOutcome};
+use crate::http::HttpError;
+use crate::llm::Usage;
+use crate::platform::internal::DuePersona;
+
+/// `--shard K/N`: this machine runs the personas whose stable hash of userId
+/// mod N is K.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (k, n) = s.split_once('/').ok_or_else(|| format!("expected K/N, got {s:?}"))?;
+        let index: u32 = k.trim().parse().map_err(|_| format!("shard index {k:?} is not a number"))?;
+        let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: need 0 <= K < N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// SHA-256 based, so every machine (and every Rust version) agrees.
+    pub fn owns(&self, user_id: &str) -> bool {
+        let d = Sha256::digest(user_id.as_bytes());
+        let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+        (n % self.count as u64) as u32 == self.index
+    }
+}
+
+/// What to run this tick.
+#[derive(Debug, Clone, Default)]
+pub struct TickOptions {
+    /// Only these personas (still only if due); also overrides run memory.
+    pub personas: Vec<String>,
+    /// Ignore run memory (zero-action and failure backoff).
+    pub force: bool,
+    pub shard: Option<Shard>,
+    pub max_personas: Option<usize>,
+    /// Overrides the configured concurrency.
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub persona: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub persona: String,
+    pub reason: String,
+}
+
+/// The summary `tick --once` prints.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TickSummary {
+    pub due: usize,
+    pub ran: usize,
+    pub ok: usize,
+    pub failed: Vec<Failure>,
+    pub skipped: Vec<Skipped>,
+    pub actions: usize,
+    pub action_errors: usize,
+    pub ratings: usize,
+    pub tokens: Usage,
+    pub duration_ms: u64,
+    /// Batches posted from earlier ticks' outbox at the start of this one.
+    pub outbox_delivered: usize,
+    /// Batches still waiting after this tick.
+    pub outbox_pending: u64,
+    #[serde(skip)]
+    pub reports: Vec<PersonaReport>,
+}
+
+/// The due list could not be fetched: nothing ran.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot fetch the due personas: {0}")]
+pub struct DueError(#[from] pub HttpError);
+
+/// Result of draining the outbox.
+#[derive(Debug, Default)]
+pub struct DrainReport {
+    pub delivered: usize,
+    /// (tick id, last error) of batches left for later.
+    pub still_pending: Vec<(String, String)>,
+    /// (tick id, error) of batches the platform refused for good.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Posts every queued batch (of one persona, or all), oldest first, actions
+/// before feedback. A tick whose actions could not be posted keeps its
+/// feedback queued too, so the two go out in order.
+pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
+    let mut report = DrainReport::default();
+    let entries = match r.state.pending(persona) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the outbox");
+            return report;
+        }
+    };
+    let mut held_ticks: HashSet<String> = HashSet::new();
+    for entry in entries {
+        if held_ticks.contains(&entry.tick_id) {
+            report.still_pending.push((entry.tick_id.clone(), "waiting for its actions batch".into()));
+            continue;
+        }
+        let res = r.internal.post_bytes(&entry.path(), entry.body.clone(), |e, d| {
+            tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
+        }).await;
+        let bookkeeping = match res {
+            Ok(_) => {
+                report.delivered += 1;
+                r.state.delivered(entry.id)
+            }
+            Err(e) if e.is_transient() => {
+                held_ticks.insert(entry.tick_id.clone());
+                report.still_pending.push((entry.tick_id.clone(), e.to_string()));
+                tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "batch stays in the outbox");
+                r.state.attempt_failed(entry.id, &e.to_string())
+            }
+            Err(e) => {
+                report.refused.push((entry.tick_id.clone(), e.to_string()));
+                tracing::error!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "platform refused the batch; kept in the outbox as dead");
+                r.state.dead(entry.id, &e.to_string())
+            }
+        };
+        if let Err(e) = bookkeeping {
+            tracing::error!(error = %e, "cannot update the outbox");
+        }
+    }
+    report
+}
+
+/// A new tick id: time-ordered (UUIDv7), unique per persona tick.
+pub fn new_tick_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Runs one tick. `on_done` sees each persona report as it finishes (progress
+/// lines, metrics). Only a failure to fetch the due list is an `Err`.
+pub async fn run_once(
+    r: &Runner,
+    opts: &TickOptions,
+    cancel: &CancellationToken,
+    on_start: &(dyn Fn(usize) + Sync),
+    on_done: &(dyn Fn(&PersonaReport) + Sync),
+) -> Result<TickSummary, DueError> {
+    let started = Instant::now();
+    let now = chrono::Utc::now();
+    if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
+        tracing::warn!(error = %e, "cannot prune the ledger");
+    }
+    let drained = drain(r, None).await;
+    let blocked: HashSet<String> = match r.state.pending(None) {
+        Ok(p) => p.into_iter().map(|e| e.persona_id).collect(),
+        Err(_) => HashSet::new(),
+    };
+
+    let due = r.internal.due().await?.personas;
+    let mut summary = TickSummary {
+        due: due.len(),
+        outbox_delivered: drained.delivered,
+        ..TickSummary::default()
+    };
+    let explicit = !opts.personas.is_empty();
+    let mut run: Vec<DuePersona> = Vec::new();
+    for p in due {
+        let skip = |summary: &mut TickSummary, reason: String| {
+            summary.skipped.push(Skipped { persona: p.email.clone(), reason })
+        };
+        if explicit && !opts.personas.iter().any(|e| e.eq_ignore_ascii_case(&p.email)) {
+            continue;
+        }
+        if let Some(s) = opts.shard {
+            if !s.owns(&p.user_id) {
+                continue;
+            }
+        }
+        if persona::blocked_by_outbox(&blocked, &p) {
+            skip(&mut summary, "rows of an earlier tick are still waiting in the outbox".into());
+            continue;
+        }
+        if !opts.force && !explicit {
+            match r.state.may_run(&p.user_id, now) {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    skip(&mut summary, why.to_string());
+                    continue;
+                }
+                Err(e) => tracing::warn!(error = %e, "run memory unreadable; running anyway"),
+            }
+        }
+        if opts.max_personas.is_some_and(|m| run.len() >= m) {
+            skip(&mut summary, "--max-personas reached".into());
+            continue;
+        }
+        run.push(p);
+    }
+    for wanted in &opts.personas {
+        if !summary.skipped.iter().any(|s| s.persona.eq_ignore_ascii_case(wanted))
+            && !run.iter().any(|p| p.email.eq_ignore_ascii_case(wanted))
+        {
+            summary.skipped.push(Skipped {
+                persona: wanted.clone(),
+                reason: "not due on the platform (or not in this shard)".into(),
+            });
+        }
+    }
+    on_start(run.len());
+
+    let concurrency = opts.concurrency.unwrap_or(r.settings.concurrency).max(1);
+    let reports: Vec<PersonaReport> = futures::stream::iter(run.iter())
+        .map(|p| async move {
+            if cancel.is_cancelled() {
+                return None;
+            }
+            let report = persona::run(r, p, &new_tick_id(), cancel).await;
+            on_done(&report);
+            Some(report)
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+
+    for rep in &reports {
+        summary.ran += 1;
+        match rep.outcome {
+            RunOutcome::Ok | RunOutcome::ZeroActions => summary.ok += 1,
+            RunOutcome::Failed => summary.failed.push(Failure {
+                persona: rep.email.clone(),
+                error: rep.error.clone().unwrap_or_else(|| "unknown error".into()),
+            }),
+        }
+        summary.actions += rep.actions;
+        summary.action_errors += rep.action_errors;
+        summary.ratings += rep.ratings;
+        summary.tokens.add(rep.tokens);
+    }
+    summary.reports = reports;
+    summary.outbox_pending = r.state.pending_count().unwrap_or(0);
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}

@@ -1,0 +1,80 @@
+//! MCP tool names have dots (`todo.create`); both LLM APIs accept only
+//! `^[a-zA-Z0-9_-]{1,64}$`. This maps every MCP name to an LLM-safe name and
+//! back, exactly, and refuses a tool set where two names would collide —
+//! silently calling the wrong tool is the one thing it must never do.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+/// Longest name both providers accept.
+pub const MAX_LEN: usize = 64;
+
+/// The LLM-safe form of an MCP name: every character outside `[A-Za-z0-9_-]`
+/// becomes `_`; a name longer than 64 keeps its first 55 characters plus `_`
+/// and 8 hex chars of its SHA-256, so long names stay distinct.
+pub fn encode(mcp_name: &str) -> String {
+    let safe: String = mcp_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    let safe = if safe.is_empty() { "_".to_string() } else { safe };
+    if safe.len() <= MAX_LEN {
+        return safe;
+    }
+    let digest = Sha256::digest(mcp_name.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hex}", &safe[..MAX_LEN - 9])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MCP tools `{first}` and `{second}` both become `{encoded}` for the LLM; refusing an ambiguous tool set")]
+pub struct Collision {
+    pub first: String,
+    pub second: String,
+    pub encoded: String,
+}
+
+/// The two-way table for one session's tool set.
+#[derive(Debug, Clone, Default)]
+pub struct ToolNames {
+    to_mcp: HashMap<String, String>,
+    to_llm: HashMap<String, String>,
+}
+
+impl ToolNames {
+    pub fn build<'a>(mcp_names: impl IntoIterator<Item = &'a str>) -> Result<ToolNames, Collision> {
+        let mut t = ToolNames::default();
+        for name in mcp_names {
+            if t.to_llm.contains_key(name) {
+                continue; // the same tool listed twice is not a collision
+            }
+            let enc = encode(name);
+            if let Some(first) = t.to_mcp.get(&enc) {
+                return Err(Collision {
+                    first: first.clone(),
+                    second: name.to_string(),
+                    encoded: enc,
+                });
+            }
+            t.to_mcp.insert(enc.clone(), name.to_string());
+            t.to_llm.insert(name.to_string(), enc);
+        }
+        Ok(t)
+    }
+
+    /// The name shown to the LLM.
+    pub fn llm_name(&self, mcp_name: &str) -> Option<&str> {
+        self.to_llm.get(mcp_name).map(String::as_str)
+    }
+
+    /// The MCP name of a tool the LLM called; `None` for a name it invented.
+    pub fn mcp_name(&self, llm_name: &str) -> Option<&str> {
+        self.to_mcp.get(llm_name).map(String::as_str)
+    }
+}
+
+/// The module of a tool: the MCP name's text before the first dot.
+pub fn module_of(mcp_name: &str) -> &str {
+    mcp_name.split('.').next().unwrap_or(mcp_name)
+}
