@@ -43,7 +43,13 @@ fn load_catalog(path: &Option<PathBuf>) -> anyhow::Result<(Catalog, String)> {
     match path {
         Some(p) => Ok((super::catalog::load_for(p)?, p.display().to_string())),
         None if local.is_file() => Ok((super::catalog::load_for(&local)?, "catalog.json".into())),
-        None => Ok((catalog::parse(BUILTIN_CATALOG, std::path::Path::new("<built-in catalog.json>"))?, "built-in catalog".into())),
+        None => Ok((
+            catalog::parse(
+                BUILTIN_CATALOG,
+                std::path::Path::new("<built-in catalog.json>"),
+            )?,
+            "built-in catalog".into(),
+        )),
     }
 }
 
@@ -69,16 +75,32 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
             ov.set(key, Some(&url), "demo");
         }
         ov.set("openai_base_url", Some(format!("{url}/v1")), "demo");
-        ov.set("llm_provider", Some(if a.openai { "openai" } else { "anthropic" }), "demo");
+        ov.set(
+            "llm_provider",
+            Some(if a.openai { "openai" } else { "anthropic" }),
+            "demo",
+        );
         ov.set("anthropic_api_key", Some("sandbox-llm-key"), "demo");
         ov.set("openai_api_key", Some("sandbox-llm-key"), "demo");
         ov.set("service_key", Some(DEV_SERVICE_KEY), "demo");
         ov.set("admin_jwt", Some(DEV_ADMIN_JWT), "demo");
         ov.set("production", Some("false"), "demo");
-        ov.set("admin_prefix", Some(crate::platform::admin::DEFAULT_PREFIX), "demo");
-        ov.set("internal_prefix", Some(crate::platform::internal::DEFAULT_PREFIX), "demo");
+        ov.set(
+            "admin_prefix",
+            Some(crate::platform::admin::DEFAULT_PREFIX),
+            "demo",
+        );
+        ov.set(
+            "internal_prefix",
+            Some(crate::platform::internal::DEFAULT_PREFIX),
+            "demo",
+        );
         ov.set("admin_on_auth", Some("false"), "demo");
-        ov.set("state_dir", Some(dir.join("state").display().to_string()), "demo");
+        ov.set(
+            "state_dir",
+            Some(dir.join("state").display().to_string()),
+            "demo",
+        );
     })?;
 
     // Seed through the real admin endpoint.
@@ -129,12 +151,35 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
             ]
         })
         .collect();
-    println!("\n{}", table(&["persona", "actions ok/error", "modules", "ratings", "tokens", "time"], rows));
+    println!(
+        "\n{}",
+        table(
+            &[
+                "persona",
+                "actions ok/error",
+                "modules",
+                "ratings",
+                "tokens",
+                "time"
+            ],
+            rows
+        )
+    );
     let actions = sb.db().count("SELECT COUNT(*) FROM persona_actions");
     let feedback = sb.db().count("SELECT COUNT(*) FROM persona_feedback");
     println!("\nthe sandbox stored {actions} action rows and {feedback} feedback rows:");
-    println!("  sqlite3 {} 'select tool_name, result, error_message from persona_actions'", db_path.display());
-    println!("  runner state (outbox, run memory, ledger): {}", runner.state.path().display());
+    println!(
+        "  sqlite3 {} 'select tool_name, result, error_message from persona_actions'",
+        db_path.display()
+    );
+    println!(
+        "  runner state (outbox, run memory, ledger): {}",
+        runner.state.path().display()
+    );
     sb.shutdown().await;
-    Ok(if summary.failed.is_empty() { EXIT_OK } else { super::EXIT_FAILED })
+    Ok(if summary.failed.is_empty() {
+        EXIT_OK
+    } else {
+        super::EXIT_FAILED
+    })
 }

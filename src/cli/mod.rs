@@ -166,7 +166,8 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
             || c.downcast_ref::<UsageError>().is_some()
             || c.downcast_ref::<crate::catalog::CatalogError>().is_some()
             || c.downcast_ref::<crate::password::PasswordError>().is_some()
-            || c.downcast_ref::<crate::runner::prompts::PromptError>().is_some()
+            || c.downcast_ref::<crate::runner::prompts::PromptError>()
+                .is_some()
     });
     if config { EXIT_CONFIG } else { EXIT_FAILED }
 }

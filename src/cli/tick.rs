@@ -54,7 +54,13 @@ impl TickArgs {
 }
 
 pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
-    let cfg = g.load_config(|ov| ov.set("prompts_dir", a.prompts.as_ref().map(|p| p.display().to_string()), "--prompts"))?;
+    let cfg = g.load_config(|ov| {
+        ov.set(
+            "prompts_dir",
+            a.prompts.as_ref().map(|p| p.display().to_string()),
+            "--prompts",
+        )
+    })?;
     let runner = Runner::from_config(&cfg)?;
     if a.once {
         let summary = once(&runner, &a.options(), a.json, &CancellationToken::new()).await?;
@@ -64,7 +70,12 @@ pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
 }
 
 /// One tick with progress, lines and summary.
-pub async fn once(r: &Runner, opts: &TickOptions, json: bool, cancel: &CancellationToken) -> anyhow::Result<TickSummary> {
+pub async fn once(
+    r: &Runner,
+    opts: &TickOptions,
+    json: bool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<TickSummary> {
     let reporter = std::sync::OnceLock::<Reporter>::new();
     let summary = tick::run_once(
         r,
@@ -94,7 +105,11 @@ pub async fn once(r: &Runner, opts: &TickOptions, json: bool, cancel: &Cancellat
 
 /// 0 when every attempted persona succeeded, 1 when any failed.
 pub fn exit_code(s: &TickSummary) -> u8 {
-    if s.failed.is_empty() { EXIT_OK } else { EXIT_FAILED }
+    if s.failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 async fn foreground_loop(cfg: &Config, runner: &Runner, a: &TickArgs) -> anyhow::Result<u8> {
@@ -124,7 +139,11 @@ async fn foreground_loop(cfg: &Config, runner: &Runner, a: &TickArgs) -> anyhow:
 }
 
 fn human_tokens(n: u64) -> String {
-    if n >= 1000 { format!("{:.1}k", n as f64 / 1000.0) } else { n.to_string() }
+    if n >= 1000 {
+        format!("{:.1}k", n as f64 / 1000.0)
+    } else {
+        n.to_string()
+    }
 }
 
 /// `✓ email — 6 calls over 3 modules, 1 error, 3 ratings, 2.4k tokens, 41 s`.
@@ -156,7 +175,11 @@ pub fn line(r: &PersonaReport) -> String {
             "✗ {} — {}{}",
             r.email,
             r.error.as_deref().unwrap_or("failed"),
-            if r.actions > 0 { format!(" ({} calls kept{delivery})", r.actions) } else { String::new() }
+            if r.actions > 0 {
+                format!(" ({} calls kept{delivery})", r.actions)
+            } else {
+                String::new()
+            }
         ),
     }
 }
@@ -182,6 +205,9 @@ fn print_summary(s: &TickSummary) {
         println!("  skipped {}: {}", sk.persona, sk.reason);
     }
     if s.outbox_delivered > 0 || s.outbox_pending > 0 {
-        println!("  outbox: {} earlier batches delivered, {} still pending", s.outbox_delivered, s.outbox_pending);
+        println!(
+            "  outbox: {} earlier batches delivered, {} still pending",
+            s.outbox_delivered, s.outbox_pending
+        );
     }
 }

@@ -70,8 +70,14 @@ impl Runner {
                 llm_http,
                 AnthropicConfig {
                     base_url: cfg.anthropic_base_url.clone(),
-                    api_key: cfg.anthropic_api_key.clone().unwrap_or_else(|| SecretString::from(String::new())),
-                    model: cfg.llm_model.clone().unwrap_or_else(|| crate::llm::anthropic::DEFAULT_MODEL.to_string()),
+                    api_key: cfg
+                        .anthropic_api_key
+                        .clone()
+                        .unwrap_or_else(|| SecretString::from(String::new())),
+                    model: cfg
+                        .llm_model
+                        .clone()
+                        .unwrap_or_else(|| crate::llm::anthropic::DEFAULT_MODEL.to_string()),
                     retry,
                 },
             )),
@@ -80,7 +86,10 @@ impl Runner {
                 OpenAiConfig {
                     base_url: cfg.openai_base_url.clone(),
                     api_key: cfg.openai_api_key.clone(),
-                    model: cfg.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string()),
+                    model: cfg
+                        .llm_model
+                        .clone()
+                        .unwrap_or_else(|| "gpt-4o-mini".to_string()),
                     retry,
                 },
             )),

@@ -23,7 +23,9 @@ use super::tool_names::{ToolNames, module_of};
 use super::{Runner, TOOL_CALLS_IN_PARALLEL};
 use crate::llm::{Block, ChatRequest, Message, Role, StopReason, ToolSpec, Usage};
 use crate::mcp::McpSession;
-use crate::platform::internal::{ActionResult, ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow};
+use crate::platform::internal::{
+    ActionResult, ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow,
+};
 use crate::state::memory::Outcome;
 
 /// How a persona tick ended, for the summary.
@@ -82,7 +84,11 @@ pub struct PersonaReport {
 
 /// A tool call's slot: started calls are `InFlight` until they finish.
 enum Slot {
-    InFlight { tool: String, hash: String, started: Instant },
+    InFlight {
+        tool: String,
+        hash: String,
+        started: Instant,
+    },
     Done(ActionRow),
 }
 
@@ -145,10 +151,18 @@ impl Work {
 }
 
 /// Runs one persona tick to the end: it never returns an error, it reports.
-pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &CancellationToken) -> PersonaReport {
+pub async fn run(
+    r: &Runner,
+    p: &DuePersona,
+    tick_id: &str,
+    cancel: &CancellationToken,
+) -> PersonaReport {
     let started = Instant::now();
     let started_at = Utc::now();
-    if let Err(e) = r.state.record_start(&p.user_id, &p.email, tick_id, started_at) {
+    if let Err(e) = r
+        .state
+        .record_start(&p.user_id, &p.email, tick_id, started_at)
+    {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run start");
     }
     let work = Work::default();
@@ -199,7 +213,10 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &Cancellatio
 
     let (outcome, error) = match (&result, &delivery) {
         (Err(e), _) => (RunOutcome::Failed, Some(e.clone())),
-        (Ok(()), Delivery::Refused(e)) => (RunOutcome::Failed, Some(format!("the platform refused the batch: {e}"))),
+        (Ok(()), Delivery::Refused(e)) => (
+            RunOutcome::Failed,
+            Some(format!("the platform refused the batch: {e}")),
+        ),
         (Ok(()), _) if actions.is_empty() => (RunOutcome::ZeroActions, None),
         (Ok(()), _) => (RunOutcome::Ok, None),
     };
@@ -209,10 +226,20 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &Cancellatio
         RunOutcome::Failed => Outcome::Failed,
     };
     let finished = Utc::now();
-    if let Err(e) = r.state.record_finish(&p.user_id, memory_outcome, actions.len(), p.cadence(), error.as_deref(), finished) {
+    if let Err(e) = r.state.record_finish(
+        &p.user_id,
+        memory_outcome,
+        actions.len(),
+        p.cadence(),
+        error.as_deref(),
+        finished,
+    ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run end");
     }
-    let modules: BTreeSet<String> = actions.iter().map(|a| module_of(&a.tool_name).to_string()).collect();
+    let modules: BTreeSet<String> = actions
+        .iter()
+        .map(|a| module_of(&a.tool_name).to_string())
+        .collect();
     let report = work.with(|w| PersonaReport {
         email: p.email.clone(),
         user_id: w.user_id.clone().unwrap_or_else(|| p.user_id.clone()),
@@ -220,7 +247,10 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &Cancellatio
         outcome,
         error,
         actions: actions.len(),
-        action_errors: actions.iter().filter(|a| a.result == ActionResult::Error).count(),
+        action_errors: actions
+            .iter()
+            .filter(|a| a.result == ActionResult::Error)
+            .count(),
         modules: modules.into_iter().collect(),
         ratings: feedback.len(),
         tokens: w.usage,
@@ -237,8 +267,19 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &Cancellatio
             "actions": actions, "feedback": feedback, "report": report,
         })
     });
-    let outcome_str = serde_json::to_value(report.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    if let Err(e) = r.state.ledger_write(tick_id, &p.user_id, &p.email, started_at, finished, &outcome_str, &transcript) {
+    let outcome_str = serde_json::to_value(report.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if let Err(e) = r.state.ledger_write(
+        tick_id,
+        &p.user_id,
+        &p.email,
+        started_at,
+        finished,
+        &outcome_str,
+        &transcript,
+    ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
     }
     report
@@ -248,12 +289,21 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, cancel: &Cancellatio
 async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(), String> {
     let s = &r.settings;
     w.stage("password derivation");
-    let password = crate::password::derive(&s.seed_secret, &p.email, s.production).map_err(|e| e.to_string())?;
+    let password = crate::password::derive(&s.seed_secret, &p.email, s.production)
+        .map_err(|e| e.to_string())?;
 
     w.stage("login");
     let t0 = Instant::now();
-    let session = r.auth.login(&p.email, &password).await.map_err(|e| e.to_string())?;
-    let space = r.auth.personal_space(&p.email, &session).await.map_err(|e| e.to_string())?;
+    let session = r
+        .auth
+        .login(&p.email, &password)
+        .await
+        .map_err(|e| e.to_string())?;
+    let space = r
+        .auth
+        .personal_space(&p.email, &session)
+        .await
+        .map_err(|e| e.to_string())?;
     w.with(|w| {
         w.waits.platform_ms += t0.elapsed().as_millis() as u64;
         w.user_id = Some(session.user_id.clone());
@@ -269,7 +319,8 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     w.with(|w| w.session = Some(mcp.clone()));
     let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
     w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
-    let names = ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
+    let names =
+        ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
     let specs: Vec<ToolSpec> = tools
         .iter()
         .map(|t| ToolSpec {
@@ -315,12 +366,16 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
             .content
             .iter()
             .filter_map(|b| match b {
-                Block::ToolUse { id, name, input } => Some((id.clone(), name.clone(), input.clone())),
+                Block::ToolUse { id, name, input } => {
+                    Some((id.clone(), name.clone(), input.clone()))
+                }
                 _ => None,
             })
             .collect();
         if resp.stop_reason == StopReason::MaxTokens {
-            w.warn(format!("main turn {turn} hit max_tokens; its tool calls were not run"));
+            w.warn(format!(
+                "main turn {turn} hit max_tokens; its tool calls were not run"
+            ));
             break;
         }
         if uses.is_empty() {
@@ -342,7 +397,10 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         for (id, _, _) in &uses[run_now..] {
             results.push(Block::ToolResult {
                 tool_use_id: id.clone(),
-                content: format!("not run: this day's budget of {} tool calls is spent", s.max_tool_calls),
+                content: format!(
+                    "not run: this day's budget of {} tool calls is spent",
+                    s.max_tool_calls
+                ),
                 is_error: true,
             });
         }
@@ -352,7 +410,10 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
             content: results,
         });
         if calls >= s.max_tool_calls {
-            w.warn(format!("stopped at the tool-call budget of {}", s.max_tool_calls));
+            w.warn(format!(
+                "stopped at the tool-call budget of {}",
+                s.max_tool_calls
+            ));
             break;
         }
         if turn == s.max_turns {
@@ -365,7 +426,10 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         return Ok(());
     }
     w.stage("rating turn");
-    let rating_prompt = r.prompts.rating(&Vars { used_modules: &used, ..vars });
+    let rating_prompt = r.prompts.rating(&Vars {
+        used_modules: &used,
+        ..vars
+    });
     let req = ChatRequest {
         system: p.system_prompt.clone(),
         messages: vec![Message::user_text(rating_prompt.clone())],
@@ -415,7 +479,10 @@ async fn call_tool(
     };
     let Some(mcp_name) = names.mcp_name(&llm_name) else {
         w.log(json!({"event": "unknown_tool", "name": llm_name, "input": input}));
-        return result(format!("unknown tool `{llm_name}`: use one of the tools listed"), true);
+        return result(
+            format!("unknown tool `{llm_name}`: use one of the tools listed"),
+            true,
+        );
     };
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
@@ -425,7 +492,10 @@ async fn call_tool(
             Ok(out) => (out.is_error, out.text),
             Err(e) => (true, e.to_string()),
         },
-        other => (true, format!("arguments must be a JSON object, got {other}")),
+        other => (
+            true,
+            format!("arguments must be a JSON object, got {other}"),
+        ),
     };
     let latency = started.elapsed().as_millis() as u64;
     w.finish_call(
@@ -434,7 +504,11 @@ async fn call_tool(
             tick_id: tick_id.to_string(),
             tool_name: mcp_name.to_string(),
             input_hash: Some(hash),
-            result: if is_error { ActionResult::Error } else { ActionResult::Ok },
+            result: if is_error {
+                ActionResult::Error
+            } else {
+                ActionResult::Ok
+            },
             error_message: is_error.then(|| cut_chars(&text, ERROR_MESSAGE_CHARS)),
             latency_ms: Some(latency),
         },
@@ -446,14 +520,28 @@ async fn call_tool(
 /// moduleMix keys, highest weight first, ties by name.
 fn preferred_modules(p: &DuePersona) -> Vec<String> {
     let mut v: Vec<(&String, &f64)> = p.module_mix.iter().collect();
-    v.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(b.0)));
+    v.sort_by(|a, b| {
+        b.1.partial_cmp(a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(b.0))
+    });
     v.into_iter().map(|(k, _)| k.clone()).collect()
 }
 
 /// Queues the tick's batches, then drains this persona's outbox.
-async fn deliver(r: &Runner, p: &DuePersona, tick_id: &str, actions: &[ActionRow], feedback: &[FeedbackRow]) -> Delivery {
-    let a = ActionsBatch { actions: actions.to_vec() };
-    let f = FeedbackBatch { feedback: feedback.to_vec() };
+async fn deliver(
+    r: &Runner,
+    p: &DuePersona,
+    tick_id: &str,
+    actions: &[ActionRow],
+    feedback: &[FeedbackRow],
+) -> Delivery {
+    let a = ActionsBatch {
+        actions: actions.to_vec(),
+    };
+    let f = FeedbackBatch {
+        feedback: feedback.to_vec(),
+    };
     if let Err(e) = r.state.enqueue(&p.user_id, &p.email, tick_id, &a, &f) {
         // Without the outbox, post directly: losing durability beats losing rows.
         tracing::error!(persona = %p.email, error = %e, "cannot queue the batch; posting without the outbox");

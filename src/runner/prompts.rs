@@ -14,7 +14,15 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("en", "rating", include_str!("../../personas/en/rating.md")),
 ];
 
-const PLACEHOLDERS: &[&str] = &["date", "weekday", "name", "modules", "min_tools", "max_tools", "used_modules"];
+const PLACEHOLDERS: &[&str] = &[
+    "date",
+    "weekday",
+    "name",
+    "modules",
+    "min_tools",
+    "max_tools",
+    "used_modules",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
@@ -50,10 +58,11 @@ impl Prompts {
             match dir {
                 Some(d) => {
                     let path = d.join(language).join(format!("{kind}.md"));
-                    let text = std::fs::read_to_string(&path).map_err(|e| PromptError::Template {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| PromptError::Template {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
                     check(&text).map_err(|message| PromptError::Template { path, message })?;
                     Ok(text)
                 }
@@ -63,7 +72,9 @@ impl Prompts {
                     .map(|(_, _, t)| t.to_string())
                     .ok_or_else(|| PromptError::Template {
                         path: PathBuf::from(format!("<built-in>/{language}/{kind}.md")),
-                        message: format!("no built-in templates for language {language:?} (de, en)"),
+                        message: format!(
+                            "no built-in templates for language {language:?} (de, en)"
+                        ),
                     }),
             }
         };
@@ -87,10 +98,15 @@ fn check(text: &str) -> Result<(), String> {
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { return Err("a `{{` is never closed".into()) };
+        let Some(end) = after.find("}}") else {
+            return Err("a `{{` is never closed".into());
+        };
         let name = after[..end].trim();
         if !PLACEHOLDERS.contains(&name) {
-            return Err(format!("unknown placeholder {{{{{name}}}}} (known: {})", PLACEHOLDERS.join(", ")));
+            return Err(format!(
+                "unknown placeholder {{{{{name}}}}} (known: {})",
+                PLACEHOLDERS.join(", ")
+            ));
         }
         rest = &after[end + 2..];
     }
@@ -99,8 +115,24 @@ fn check(text: &str) -> Result<(), String> {
 
 fn weekday(date: NaiveDate, language: &str) -> &'static str {
     let i = date.weekday().num_days_from_monday() as usize;
-    let de = ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"];
-    let en = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let de = [
+        "Montag",
+        "Dienstag",
+        "Mittwoch",
+        "Donnerstag",
+        "Freitag",
+        "Samstag",
+        "Sonntag",
+    ];
+    let en = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
     if language == "de" { de[i] } else { en[i] }
 }
 

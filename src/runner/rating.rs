@@ -38,12 +38,18 @@ pub fn parse(text: &str, used: &[String]) -> Vec<Rating> {
     };
     let mut out: Vec<Rating> = Vec::new();
     for r in ratings {
-        let Some(module) = r.get("module").and_then(Value::as_str).map(str::trim) else { continue };
-        let Some(module) = used.iter().find(|u| u.eq_ignore_ascii_case(module)) else { continue };
+        let Some(module) = r.get("module").and_then(Value::as_str).map(str::trim) else {
+            continue;
+        };
+        let Some(module) = used.iter().find(|u| u.eq_ignore_ascii_case(module)) else {
+            continue;
+        };
         if out.iter().any(|o| &o.module == module) {
             continue;
         }
-        let Some(value) = number(r.get("rating")) else { continue };
+        let Some(value) = number(r.get("rating")) else {
+            continue;
+        };
         let notes = r
             .get("notes")
             .and_then(Value::as_str)
@@ -96,7 +102,9 @@ fn find_ratings(text: &str) -> Option<Vec<Value>> {
                     return Some(a.clone());
                 }
             }
-            Some(Ok(Value::Array(a))) if a.iter().any(|v| v.get("module").is_some()) => return Some(a),
+            Some(Ok(Value::Array(a))) if a.iter().any(|v| v.get("module").is_some()) => {
+                return Some(a);
+            }
             _ => {}
         }
     }

@@ -27,9 +27,17 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (k, n) = s.split_once('/').ok_or_else(|| format!("expected K/N, got {s:?}"))?;
-        let index: u32 = k.trim().parse().map_err(|_| format!("shard index {k:?} is not a number"))?;
-        let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("expected K/N, got {s:?}"))?;
+        let index: u32 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index {k:?} is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count {n:?} is not a number"))?;
         if count == 0 || index >= count {
             return Err(format!("shard {index}/{count}: need 0 <= K < N"));
         }
@@ -125,7 +133,10 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
     let mut held_ticks: HashSet<String> = HashSet::new();
     for entry in entries {
         if held_ticks.contains(&entry.tick_id) {
-            report.still_pending.push((entry.tick_id.clone(), "waiting for its actions batch".into()));
+            report.still_pending.push((
+                entry.tick_id.clone(),
+                "waiting for its actions batch".into(),
+            ));
             continue;
         }
         let res = r.internal.post_bytes(&entry.path(), entry.body.clone(), |e, d| {
@@ -138,7 +149,9 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
             }
             Err(e) if e.is_transient() => {
                 held_ticks.insert(entry.tick_id.clone());
-                report.still_pending.push((entry.tick_id.clone(), e.to_string()));
+                report
+                    .still_pending
+                    .push((entry.tick_id.clone(), e.to_string()));
                 tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "batch stays in the outbox");
                 r.state.attempt_failed(entry.id, &e.to_string())
             }
@@ -190,9 +203,17 @@ pub async fn run_once(
     let mut run: Vec<DuePersona> = Vec::new();
     for p in due {
         let skip = |summary: &mut TickSummary, reason: String| {
-            summary.skipped.push(Skipped { persona: p.email.clone(), reason })
+            summary.skipped.push(Skipped {
+                persona: p.email.clone(),
+                reason,
+            })
         };
-        if explicit && !opts.personas.iter().any(|e| e.eq_ignore_ascii_case(&p.email)) {
+        if explicit
+            && !opts
+                .personas
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(&p.email))
+        {
             continue;
         }
         if let Some(s) = opts.shard {
@@ -201,7 +222,10 @@ pub async fn run_once(
             }
         }
         if persona::blocked_by_outbox(&blocked, &p) {
-            skip(&mut summary, "rows of an earlier tick are still waiting in the outbox".into());
+            skip(
+                &mut summary,
+                "rows of an earlier tick are still waiting in the outbox".into(),
+            );
             continue;
         }
         if !opts.force && !explicit {
@@ -221,7 +245,10 @@ pub async fn run_once(
         run.push(p);
     }
     for wanted in &opts.personas {
-        if !summary.skipped.iter().any(|s| s.persona.eq_ignore_ascii_case(wanted))
+        if !summary
+            .skipped
+            .iter()
+            .any(|s| s.persona.eq_ignore_ascii_case(wanted))
             && !run.iter().any(|p| p.email.eq_ignore_ascii_case(wanted))
         {
             summary.skipped.push(Skipped {

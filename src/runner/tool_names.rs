@@ -16,9 +16,19 @@ pub const MAX_LEN: usize = 64;
 pub fn encode(mcp_name: &str) -> String {
     let safe: String = mcp_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let safe = if safe.is_empty() { "_".to_string() } else { safe };
+    let safe = if safe.is_empty() {
+        "_".to_string()
+    } else {
+        safe
+    };
     if safe.len() <= MAX_LEN {
         return safe;
     }
@@ -28,7 +38,9 @@ pub fn encode(mcp_name: &str) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("MCP tools `{first}` and `{second}` both become `{encoded}` for the LLM; refusing an ambiguous tool set")]
+#[error(
+    "MCP tools `{first}` and `{second}` both become `{encoded}` for the LLM; refusing an ambiguous tool set"
+)]
 pub struct Collision {
     pub first: String,
     pub second: String,

@@ -95,6 +95,12 @@ impl Sandbox {
         let app = router(state.clone());
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        // Small JSON answers: without TCP_NODELAY, Nagle and delayed ACKs add
+        // ~40 ms to every exchange and the sandbox would measure itself.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
