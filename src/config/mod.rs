@@ -200,16 +200,16 @@ impl Config {
             );
         }
         // Default state dir depends on the environment, not on a constant.
-        if !raw.contains_key("state_dir") {
-            if let Some(p) = default_state_dir(env) {
-                raw.insert(
-                    "state_dir",
-                    Raw {
-                        value: p.display().to_string(),
-                        source: Source::Default,
-                    },
-                );
-            }
+        if !raw.contains_key("state_dir")
+            && let Some(p) = default_state_dir(env)
+        {
+            raw.insert(
+                "state_dir",
+                Raw {
+                    value: p.display().to_string(),
+                    source: Source::Default,
+                },
+            );
         }
         Self::typed(raw, file)
     }
@@ -544,12 +544,12 @@ impl Parser<'_> {
 
     fn text(&mut self, key: &str) -> Option<String> {
         let r = self.raw.get(key)?;
-        if let Some(Kind::OneOf(allowed)) = keys::find(key).map(|k| k.kind) {
-            if !allowed.contains(&r.value.as_str()) {
-                let r = r.clone();
-                self.bad(key, &r, &format!("must be one of {}", allowed.join(", ")));
-                return None;
-            }
+        if let Some(Kind::OneOf(allowed)) = keys::find(key).map(|k| k.kind)
+            && !allowed.contains(&r.value.as_str())
+        {
+            let r = r.clone();
+            self.bad(key, &r, &format!("must be one of {}", allowed.join(", ")));
+            return None;
         }
         Some(r.value.clone())
     }

@@ -179,10 +179,10 @@ pub async fn run(
         )),
     };
     // Close the MCP session (best effort, bounded).
-    if let Some(s) = work.with(|w| w.session.take()) {
-        if let Ok(s) = Arc::try_unwrap(s) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
-        }
+    if let Some(s) = work.with(|w| w.session.take())
+        && let Ok(s) = Arc::try_unwrap(s)
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
     }
     let (actions, feedback) = work.with(|w| {
         let actions: Vec<ActionRow> = w
@@ -548,10 +548,10 @@ async fn deliver(
         if let Err(e) = r.internal.post_actions(&p.user_id, &a, |_, _| {}).await {
             return Delivery::Refused(e.to_string());
         }
-        if !f.feedback.is_empty() {
-            if let Err(e) = r.internal.post_feedback(&p.user_id, &f, |_, _| {}).await {
-                return Delivery::Refused(e.to_string());
-            }
+        if !f.feedback.is_empty()
+            && let Err(e) = r.internal.post_feedback(&p.user_id, &f, |_, _| {}).await
+        {
+            return Delivery::Refused(e.to_string());
         }
         return Delivery::Posted;
     }

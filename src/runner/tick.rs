@@ -216,10 +216,8 @@ pub async fn run_once(
         {
             continue;
         }
-        if let Some(s) = opts.shard {
-            if !s.owns(&p.user_id) {
-                continue;
-            }
+        if opts.shard.is_some_and(|s| !s.owns(&p.user_id)) {
+            continue;
         }
         if persona::blocked_by_outbox(&blocked, &p) {
             skip(

@@ -187,6 +187,7 @@ async fn organizations(State(s): State<SandboxState>, headers: HeaderMap) -> Res
 
 // ---------------------------------------------------------------- admin
 
+#[allow(clippy::result_large_err)] // handlers return the Response as is
 fn check_admin(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
     match bearer(headers) {
         None => Err(error(StatusCode::UNAUTHORIZED, "Unauthorized")),
@@ -229,14 +230,13 @@ fn validate_upsert(v: &Value) -> Vec<String> {
             }
         }
     }
-    if let Some(c) = v.get("tickCadence") {
-        if !c.is_null()
-            && c.as_str()
-                .and_then(crate::catalog::Cadence::parse)
-                .is_none()
-        {
-            d.push("tickCadence must be daily, weekdays or hourly".to_string());
-        }
+    if let Some(c) = v.get("tickCadence")
+        && !c.is_null()
+        && c.as_str()
+            .and_then(crate::catalog::Cadence::parse)
+            .is_none()
+    {
+        d.push("tickCadence must be daily, weekdays or hourly".to_string());
     }
     d
 }
@@ -416,6 +416,7 @@ async fn admin_delete(
 
 // ---------------------------------------------------------------- internal
 
+#[allow(clippy::result_large_err)] // handlers return the Response as is
 fn check_service_key(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
     match headers.get("x-service-key").and_then(|v| v.to_str().ok()) {
         Some(k) if k == s.opts.service_key => Ok(()),

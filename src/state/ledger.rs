@@ -9,6 +9,7 @@ use rusqlite::params;
 use super::{State, StateError, ts};
 
 impl State {
+    #[allow(clippy::too_many_arguments)] // one row's columns, all required
     pub fn ledger_write(
         &self,
         tick_id: &str,
