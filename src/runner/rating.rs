@@ -110,3 +110,72 @@ fn find_ratings(text: &str) -> Option<Vec<Value>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn used() -> Vec<String> {
+        vec!["todo".into(), "journal".into(), "mood".into()]
+    }
+
+    #[test]
+    fn plain_fenced_and_prose_wrapped_json_all_parse() {
+        let plain = r#"{"ratings":[{"module":"todo","rating":4,"notes":"gut"}]}"#;
+        let fenced = format!("```json\n{plain}\n```");
+        let prose = format!("Klar, hier meine Bewertung: {plain} Das war's.");
+        for text in [plain.to_string(), fenced, prose] {
+            let r = parse(&text, &used());
+            assert_eq!(
+                r,
+                vec![Rating {
+                    module: "todo".into(),
+                    rating: 4,
+                    notes: Some("gut".into())
+                }],
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ratings_are_rounded_clamped_and_limited_to_used_modules() {
+        let text = r#"{"ratings":[{"module":"todo","rating":7},{"module":"journal","rating":0},
+            {"module":"mood","rating":3.6},{"module":"invoices","rating":5},{"module":"todo","rating":1}]}"#;
+        let r = parse(text, &used());
+        let got: Vec<(&str, u8)> = r.iter().map(|r| (r.module.as_str(), r.rating)).collect();
+        assert_eq!(got, vec![("todo", 5), ("journal", 1), ("mood", 4)]);
+    }
+
+    #[test]
+    fn numeric_strings_and_case_are_tolerated_and_notes_are_cut() {
+        let long = "x".repeat(1500);
+        let text = format!(r#"{{"ratings":[{{"module":"TODO","rating":"2","notes":"{long}"}}]}}"#);
+        let r = parse(&text, &used());
+        assert_eq!(r[0].module, "todo");
+        assert_eq!(r[0].rating, 2);
+        assert_eq!(r[0].notes.as_ref().unwrap().chars().count(), NOTES_CHARS);
+    }
+
+    #[test]
+    fn unreadable_answers_become_one_parse_row() {
+        for text in ["Heute war alles super!", "{\"ratings\": 5}", "", "{{{{"] {
+            let r = parse(text, &used());
+            assert_eq!(r.len(), 1, "{text:?}");
+            assert_eq!(r[0].module, PARSE_MODULE);
+            assert_eq!(r[0].rating, 3);
+            assert!(r[0].notes.as_ref().unwrap().contains("no JSON object"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_never_leaves_1_to_5(text in ".{0,400}", n in proptest::num::f64::ANY) {
+            let mut all = parse(&text, &used());
+            all.extend(parse(&format!(r#"{{"ratings":[{{"module":"mood","rating":{n}}}]}}"#), &used()));
+            for r in all {
+                proptest::prop_assert!((1..=5).contains(&r.rating));
+            }
+        }
+    }
+}

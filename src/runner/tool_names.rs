@@ -90,3 +90,63 @@ impl ToolNames {
 pub fn module_of(mcp_name: &str) -> &str {
     mcp_name.split('.').next().unwrap_or(mcp_name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn legal(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= MAX_LEN
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
+
+    #[test]
+    fn dotted_names_map_both_ways() {
+        let t = ToolNames::build(["todo.create", "notes.search", "newsResearch.list"]).unwrap();
+        assert_eq!(t.llm_name("todo.create"), Some("todo_create"));
+        assert_eq!(t.mcp_name("todo_create"), Some("todo.create"));
+        assert_eq!(t.mcp_name("todo.create"), None, "only LLM names decode");
+        assert_eq!(t.mcp_name("invented_tool"), None);
+        assert_eq!(module_of("newsResearch.list"), "newsResearch");
+    }
+
+    #[test]
+    fn collisions_are_refused_with_both_names() {
+        let e = ToolNames::build(["todo.create", "todo_create"]).unwrap_err();
+        assert_eq!(
+            (e.first.as_str(), e.second.as_str(), e.encoded.as_str()),
+            ("todo.create", "todo_create", "todo_create")
+        );
+        assert!(e.to_string().contains("todo.create") && e.to_string().contains("todo_create"));
+    }
+
+    #[test]
+    fn long_names_stay_legal_and_distinct() {
+        let a = format!("{}.a", "m".repeat(80));
+        let b = format!("{}.b", "m".repeat(80));
+        let t = ToolNames::build([a.as_str(), b.as_str()]).unwrap();
+        let (ea, eb) = (t.llm_name(&a).unwrap(), t.llm_name(&b).unwrap());
+        assert!(legal(ea) && legal(eb));
+        assert_ne!(ea, eb);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoding_round_trips_or_refuses(names in proptest::collection::vec("[a-zA-Z0-9_.\\-/ äß]{1,90}", 1..12)) {
+            match ToolNames::build(names.iter().map(String::as_str)) {
+                Ok(t) => for n in &names {
+                    let e = t.llm_name(n).unwrap();
+                    proptest::prop_assert!(legal(e), "{e}");
+                    proptest::prop_assert_eq!(t.mcp_name(e), Some(n.as_str()));
+                },
+                Err(c) => {
+                    // A refusal names two different names that really collide.
+                    proptest::prop_assert_ne!(&c.first, &c.second);
+                    proptest::prop_assert_eq!(encode(&c.first), encode(&c.second));
+                }
+            }
+        }
+    }
+}

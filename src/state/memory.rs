@@ -169,3 +169,81 @@ impl State {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_from_five_minutes_up_to_the_cadence() {
+        let m = |n| failure_backoff(n, Cadence::Daily).as_secs() / 60;
+        assert_eq!([m(1), m(2), m(3), m(4)], [5, 10, 20, 40]);
+        assert_eq!(m(30), 24 * 60);
+        assert_eq!(
+            failure_backoff(5, Cadence::Hourly),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn memory_skips_zero_action_and_failing_personas_until_due_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let t0 = chrono::Utc::now();
+        assert!(
+            s.may_run("u1", t0).unwrap().is_ok(),
+            "unknown personas may run"
+        );
+        s.record_start("u1", "a@mana.test", "t1", t0).unwrap();
+        s.record_finish("u1", Outcome::ZeroActions, 0, Cadence::Hourly, None, t0)
+            .unwrap();
+        assert!(matches!(
+            s.may_run("u1", t0 + chrono::Duration::minutes(59)).unwrap(),
+            Err(Skip::ZeroActions { .. })
+        ));
+        assert!(
+            s.may_run("u1", t0 + chrono::Duration::minutes(61))
+                .unwrap()
+                .is_ok()
+        );
+
+        s.record_start("u2", "b@mana.test", "t2", t0).unwrap();
+        s.record_finish(
+            "u2",
+            Outcome::Failed,
+            0,
+            Cadence::Daily,
+            Some("HTTP 401"),
+            t0,
+        )
+        .unwrap();
+        s.record_finish(
+            "u2",
+            Outcome::Failed,
+            0,
+            Cadence::Daily,
+            Some("HTTP 401"),
+            t0,
+        )
+        .unwrap();
+        match s.may_run("u2", t0 + chrono::Duration::minutes(9)).unwrap() {
+            Err(Skip::BackingOff {
+                failures,
+                last_error,
+                ..
+            }) => assert_eq!((failures, last_error.as_str()), (2, "HTTP 401")),
+            other => panic!("expected a backoff, got {other:?}"),
+        }
+        assert!(
+            s.may_run("u2", t0 + chrono::Duration::minutes(11))
+                .unwrap()
+                .is_ok()
+        );
+        s.record_finish("u2", Outcome::Ok, 3, Cadence::Daily, None, t0)
+            .unwrap();
+        assert!(
+            s.may_run("u2", t0).unwrap().is_ok(),
+            "success clears the backoff"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Configuration layering, provenance and the production checks, through the
+//! library with an explicit environment.
+
+use std::collections::HashMap;
+
+use mana_personas::config::{Config, ConfigError, Need, Overrides, Source};
+use secrecy::ExposeSecret;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
+}
+
+fn source_of(cfg: &Config, key: &str) -> Source {
+    cfg.entries()
+        .into_iter()
+        .find(|e| e.key == key)
+        .unwrap()
+        .source
+}
+
+#[test]
+fn defaults_file_env_flags_in_that_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "# comment\napi_url = \"http://file:1\"\nauth_url = \"http://file:2\"\nconcurrency = 3\n",
+    )
+    .unwrap();
+    let mut ov = Overrides {
+        config_path: Some(file.clone()),
+        flags: vec![],
+    };
+    ov.set("api_url", Some("http://flag:9"), "--api");
+    let cfg = Config::load_with(
+        &ov,
+        &env(&[("MANA_AUTH_URL", "http://env:3"), ("HOME", "/nonexistent")]),
+    )
+    .unwrap();
+    assert_eq!(cfg.api_url, "http://flag:9");
+    assert_eq!(cfg.auth_url, "http://env:3");
+    assert_eq!(cfg.concurrency, 3);
+    assert_eq!(cfg.mcp_url, "http://localhost:3069");
+    assert_eq!(
+        source_of(&cfg, "api_url"),
+        Source::Flag {
+            name: "--api".into()
+        }
+    );
+    assert_eq!(
+        source_of(&cfg, "auth_url"),
+        Source::Env {
+            name: "MANA_AUTH_URL".into()
+        }
+    );
+    assert_eq!(
+        source_of(&cfg, "concurrency"),
+        Source::File {
+            path: file,
+            line: 4
+        }
+    );
+    assert_eq!(source_of(&cfg, "mcp_url"), Source::Default);
+    assert_eq!(cfg.tick_interval.as_millis(), 60000);
+}
+
+#[test]
+fn unknown_file_keys_name_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "api_url = \"http://x:1\"\n\nconcurency = 3\n").unwrap();
+    let ov = Overrides {
+        config_path: Some(file),
+        flags: vec![],
+    };
+    let e = Config::load_with(&ov, &env(&[])).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("`concurency`"), "{e}");
+}
+
+#[test]
+fn bad_values_are_all_reported_naming_variable_and_value() {
+    let e = Config::load_with(
+        &Overrides::default(),
+        &env(&[
+            ("TICK_INTERVAL_MS", "abc"),
+            ("PERSONA_CONCURRENCY", "0"),
+            ("RUNNER_PAUSED", "maybe"),
+            ("MANA_API_URL", "ftp://x"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "TICK_INTERVAL_MS=\"abc\"",
+        "PERSONA_CONCURRENCY=\"0\"",
+        "RUNNER_PAUSED=\"maybe\"",
+        "MANA_API_URL",
+    ] {
+        assert!(e.contains(needle), "{needle} missing from: {e}");
+    }
+}
+
+#[test]
+fn secrets_come_from_files_and_are_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "svc-TOPSECRET-1\n").unwrap();
+    let cfg = Config::load_with(
+        &Overrides::default(),
+        &env(&[
+            ("MANA_SERVICE_KEY_FILE", key.to_str().unwrap()),
+            ("MANA_ADMIN_JWT", "adm-TOPSECRET-2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.service_key.as_ref().unwrap().expose_secret(),
+        "svc-TOPSECRET-1"
+    );
+    let shown = format!(
+        "{:?} {}",
+        cfg,
+        serde_json::to_string(&cfg.entries()).unwrap()
+    );
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(shown.contains("<set>") && shown.contains("<unset>"));
+}
+
+#[test]
+fn production_lists_every_missing_piece_at_once() {
+    let cfg =
+        Config::load_with(&Overrides::default(), &env(&[("NODE_ENV", "production")])).unwrap();
+    assert!(cfg.production);
+    let e = cfg
+        .require(&[Need::ServiceKey, Need::LlmKey, Need::SeedSecret])
+        .unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Production(ref p) if p.len() == 3),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("MANA_SERVICE_KEY")
+            && msg.contains("ANTHROPIC_API_KEY")
+            && msg.contains("PERSONA_SEED_SECRET"),
+        "{msg}"
+    );
+    // Outside production the dev fallback and a missing LLM key are fine.
+    let dev = Config::load_with(&Overrides::default(), &env(&[("MANA_SERVICE_KEY", "k")])).unwrap();
+    dev.require(&[Need::ServiceKey, Need::LlmKey, Need::SeedSecret])
+        .unwrap();
+}
+
+#[test]
+fn the_example_file_loads_and_caps_tool_calls() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mana-personas.example.toml");
+    Config::load_with(
+        &Overrides {
+            config_path: Some(example),
+            flags: vec![],
+        },
+        &env(&[]),
+    )
+    .unwrap();
+    let e =
+        Config::load_with(&Overrides::default(), &env(&[("MAX_TOOL_CALLS", "501")])).unwrap_err();
+    assert!(e.to_string().contains("at most 500"), "{e}");
+}
