@@ -94,7 +94,7 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
     if a.dry_run {
         for p in &personas {
             println!(
-                "would upsert {} ({}, {}, {} modules) via POST {endpoint}/",
+                "would upsert {} ({}, {}, {} modules) via POST {endpoint}",
                 p.email,
                 p.archetype,
                 p.tick_cadence.as_str(),
