@@ -590,7 +590,14 @@ async fn no_secret_reaches_stdout_or_stderr() {
 
     let transcript = sh.transcript();
     // The transcript really holds the runs (else the checks below prove nothing).
-    for seen in ["<set>", "userId:", "↻", "seeded 14 of 14", "HTTP 401", "HTTP 403"] {
+    for seen in [
+        "<set>",
+        "userId:",
+        "↻",
+        "seeded 14 of 14",
+        "HTTP 401",
+        "HTTP 403",
+    ] {
         assert!(transcript.contains(seen), "{seen:?} missing:\n{transcript}");
     }
     let secrets = [ADMIN, SERVICE, TEST_SEED_SECRET].map(String::from);
