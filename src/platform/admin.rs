@@ -112,6 +112,14 @@ impl AdminClient {
         format!("{}{}", self.root, rest)
     }
 
+    /// The collection itself (`POST /`, `GET /` in the contract) is the base
+    /// WITHOUT a trailing slash: a router that mounts `/` under a prefix (Hono,
+    /// axum `nest`) registers exactly the prefix, and strict routing answers
+    /// 404 for `prefix/`.
+    fn collection(&self) -> String {
+        self.root.clone()
+    }
+
     /// `POST /`: create or update by email. Retried on transient failures;
     /// `on_retry` lets the caller show the retry.
     pub async fn upsert(
@@ -119,7 +127,7 @@ impl AdminClient {
         persona: &UpsertPersona,
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<UpsertResponse, HttpError> {
-        let url = self.url("");
+        let url = self.collection();
         send_json(
             &self.retry,
             "POST",
@@ -136,7 +144,7 @@ impl AdminClient {
     }
 
     pub async fn list(&self) -> Result<Vec<PersonaSummary>, HttpError> {
-        let url = self.url("");
+        let url = self.collection();
         let r: ListResponse = send_json(
             &self.retry,
             "GET",
