@@ -8,10 +8,11 @@ mod common;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use common::{Seed, actions_of, feedback_of};
+use mana_personas::platform::internal::{ActionResult, ActionRow, ActionsBatch};
 use mana_personas::runner::persona::RunOutcome;
 use mana_personas::runner::tick::{self, TickOptions, TickSummary};
 use mana_personas::runner::{Runner, batch::input_hash};
-use mana_personas::sandbox::Sandbox;
+use mana_personas::sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
 use tokio_util::sync::CancellationToken;
 
 async fn run_once(r: &Runner) -> TickSummary {
@@ -49,8 +50,19 @@ async fn setup(
 /// row is well formed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_catalog_tick_posts_every_row_once() {
+    full_catalog_tick("anthropic").await;
+}
+
+/// Test 10: the OpenAI-compatible provider passes the same full tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_catalog_tick_through_openai() {
+    full_catalog_tick("openai").await;
+}
+
+async fn full_catalog_tick(provider: &str) {
     let seeds = common::catalog_seeds();
-    let (sb, _dir, r, ids) = setup(&seeds, &[("concurrency", "4")]).await;
+    let (sb, _dir, r, ids) =
+        setup(&seeds, &[("concurrency", "4"), ("llm_provider", provider)]).await;
     let s = run_once(&r).await;
 
     // Who is due depends on the weekday: weekdays personas rest on weekends.
@@ -140,6 +152,15 @@ async fn full_catalog_tick_posts_every_row_once() {
         sb.db().count("SELECT COUNT(*) FROM persona_feedback") as usize,
         total_feedback
     );
+    let api = sb.db().count(&format!(
+        "SELECT COUNT(*) FROM llm_requests WHERE api = '{provider}'"
+    ));
+    assert_eq!(
+        api,
+        sb.db().count("SELECT COUNT(*) FROM llm_requests"),
+        "every LLM request went through {provider}"
+    );
+    assert!(api > 0);
     // Posted actions move lastActiveAt: nobody ran is due any more.
     assert_eq!(
         sb.db()
@@ -374,3 +395,224 @@ async fn zero_action_persona_posts_nothing_and_waits() {
     );
     sb.shutdown().await;
 }
+
+/// Test 4: posting the same batch twice writes nothing twice, and a second
+/// tick right after the first runs nobody and adds no rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reruns_write_nothing_twice() {
+    let seeds = [
+        Seed::daily("rerun.a@mana.test", "[sandbox:tools=3]"),
+        Seed::daily("rerun.b@mana.test", "[sandbox:tools=2]"),
+    ];
+    let (sb, _dir, r, ids) = setup(&seeds, &[]).await;
+    let s = run_once(&r).await;
+    assert_eq!((s.ran, s.ok, s.actions), (2, 2, 5), "{:?}", s.failed);
+    let actions = sb.db().count("SELECT COUNT(*) FROM persona_actions");
+    let feedback = sb.db().count("SELECT COUNT(*) FROM persona_feedback");
+    assert_eq!(actions, 5);
+
+    // The very batch the first tick posted, posted again (a retry after a lost answer).
+    let uid = &ids["rerun.a@mana.test"];
+    let rows = actions_of(&sb, uid);
+    let batch = ActionsBatch {
+        actions: rows
+            .iter()
+            .map(|(tool, hash, result, err, tick)| ActionRow {
+                tick_id: tick.clone(),
+                tool_name: tool.clone(),
+                input_hash: hash.clone(),
+                result: if result == "ok" {
+                    ActionResult::Ok
+                } else {
+                    ActionResult::Error
+                },
+                error_message: err.clone(),
+                latency_ms: Some(1),
+            })
+            .collect(),
+    };
+    // Rows come back in id order; the server's ids are {tickId}-{index}-{tool},
+    // so re-sort by index to send the original order.
+    let mut batch = batch;
+    let ids_in_order: Vec<String> = sb
+        .db()
+        .call(|c| {
+            let mut st = c.prepare("SELECT id FROM persona_actions WHERE persona_id = ?1")?;
+            let v = st
+                .query_map([uid], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>();
+            v
+        })
+        .unwrap();
+    batch.actions.sort_by_key(|a| {
+        ids_in_order
+            .iter()
+            .position(|id| id.starts_with(&a.tick_id) && id.ends_with(&a.tool_name))
+            .unwrap_or(usize::MAX)
+    });
+    for _ in 0..2 {
+        r.internal
+            .post_actions(uid, &batch, |_, _| {})
+            .await
+            .expect("repost accepted");
+    }
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM persona_actions"),
+        actions,
+        "a reposted batch adds no rows"
+    );
+
+    // A fresh batch posted twice lands once.
+    let fresh = ActionsBatch {
+        actions: vec![ActionRow {
+            tick_id: tick::new_tick_id(),
+            tool_name: "todo.create".into(),
+            input_hash: Some("0123456789abcdef".into()),
+            result: ActionResult::Ok,
+            error_message: None,
+            latency_ms: Some(3),
+        }],
+    };
+    for _ in 0..2 {
+        r.internal
+            .post_actions(uid, &fresh, |_, _| {})
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM persona_actions"),
+        actions + 1
+    );
+
+    let llm_before = sb.db().count("SELECT COUNT(*) FROM llm_requests");
+    let s2 = run_once(&r).await;
+    assert_eq!((s2.due, s2.ran, s2.actions), (0, 0, 0));
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM persona_actions"),
+        actions + 1
+    );
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM persona_feedback"),
+        feedback
+    );
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM llm_requests"),
+        llm_before
+    );
+    sb.shutdown().await;
+}
+
+/// Test 5: transient faults of every dependency are survived: the tick ends
+/// ok with all rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_survived() {
+    let seeds = [
+        Seed::daily("faults.a@mana.test", "[sandbox:tools=3]"),
+        Seed::daily("faults.b@mana.test", "[sandbox:tools=3]"),
+    ];
+    let (sb, _dir, r, ids) = setup(&seeds, &[]).await;
+    let status = |route, status, retry_after, count, path: Option<&str>| Fault {
+        route,
+        kind: FaultKind::Status {
+            status,
+            retry_after,
+        },
+        count,
+        path_contains: path.map(str::to_string),
+    };
+    // First persona: 503 ×2 then 429 (retry-after 1 s) on its first LLM call,
+    // 503 ×2 on MCP, 503 ×2 on the actions POST.
+    sb.faults()
+        .push(status(RouteGroup::Llm, 503, None, 2, None));
+    sb.faults()
+        .push(status(RouteGroup::Llm, 429, Some(1), 1, None));
+    sb.faults()
+        .push(status(RouteGroup::Mcp, 503, None, 2, None));
+    sb.faults()
+        .push(status(RouteGroup::Internal, 503, None, 2, Some("/actions")));
+    let only = |email: &str| TickOptions {
+        personas: vec![email.to_string()],
+        ..TickOptions::default()
+    };
+    let cancel = CancellationToken::new();
+    let s = tick::run_once(&r, &only("faults.a@mana.test"), &cancel, &|_| {}, &|_| {})
+        .await
+        .unwrap();
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(sb.faults().injected(), 7, "every fault was hit");
+    // Second persona: an overloaded 529, then an error event inside a 200 stream.
+    sb.faults()
+        .push(status(RouteGroup::Llm, 529, None, 1, None));
+    sb.faults().push(Fault {
+        route: RouteGroup::Llm,
+        kind: FaultKind::SseError,
+        count: 1,
+        path_contains: None,
+    });
+    let s2 = tick::run_once(&r, &only("faults.b@mana.test"), &cancel, &|_| {}, &|_| {})
+        .await
+        .unwrap();
+    assert!(s2.failed.is_empty(), "{:?}", s2.failed);
+    assert_eq!(sb.faults().injected(), 9, "every fault was hit");
+
+    for (s, email) in [(&s, "faults.a@mana.test"), (&s2, "faults.b@mana.test")] {
+        assert_eq!(s.ran, 1);
+        assert_eq!(s.ok, 1);
+        assert_eq!(s.outbox_pending, 0);
+        let rep = &s.reports[0];
+        assert_eq!(rep.outcome, RunOutcome::Ok);
+        let rows = actions_of(&sb, &ids[email]);
+        assert_eq!(rows.len(), 3, "{email}: all rows");
+        assert_eq!(rows.len(), rep.actions);
+        assert_eq!(feedback_of(&sb, &ids[email]).len(), rep.ratings);
+        assert!(rep.ratings > 0, "{email}: rating turn survived");
+    }
+    sb.shutdown().await;
+}
+
+/// Test 12: the per-persona deadline fails a persona stuck in a tool call with
+/// a reason naming the deadline, and the calls finished before it are posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persona_deadline_keeps_finished_calls() {
+    let seeds = [Seed::daily("deadline@mana.test", "[sandbox:tools=4]")];
+    let (sb, _dir, r, ids) = setup(&seeds, &[("persona_timeout_secs", "2")]).await;
+    // Let the session setup and the first tool calls through, then stall one.
+    sb.faults().push(Fault {
+        route: RouteGroup::Mcp,
+        kind: FaultKind::Delay { ms: 0 },
+        count: MCP_REQUESTS_BEFORE_STALL,
+        path_contains: None,
+    });
+    sb.faults().push(Fault {
+        route: RouteGroup::Mcp,
+        kind: FaultKind::Delay { ms: 5_000 },
+        count: 1,
+        path_contains: None,
+    });
+    let started = std::time::Instant::now();
+    let s = run_once(&r).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(s.failed.len(), 1, "{:?}", s.reports[0]);
+    let reason = &s.failed[0].error;
+    assert!(reason.contains("deadline"), "{reason}");
+    let rows = actions_of(&sb, &ids["deadline@mana.test"]);
+    let in_flight =
+        |r: &&common::ActionDbRow| r.3.as_deref().is_some_and(|e| e.contains("in flight"));
+    let finished = rows.iter().filter(|r| !in_flight(r)).count();
+    assert!(finished >= 1, "finished calls are posted: {rows:?}");
+    let cut: Vec<_> = rows.iter().filter(in_flight).collect();
+    assert_eq!(cut.len(), 1, "the stalled call is one error row: {rows:?}");
+    assert_eq!(cut[0].2, "error");
+    assert!(
+        rows.len() < 4,
+        "calls never started do not appear: {rows:?}"
+    );
+    assert_eq!(rows.len(), s.reports[0].actions);
+    sb.shutdown().await;
+}
+
+/// MCP requests of a session before its second tool call: four of session
+/// setup (initialize, the initialized notification, the server stream,
+/// tools/list — a stall at the 5th request hits the first call), then the
+/// first call. If the client's setup changes, the test fails loudly (no ok row).
+const MCP_REQUESTS_BEFORE_STALL: u32 = 5;
