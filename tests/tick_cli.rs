@@ -190,10 +190,9 @@ async fn two_shards_cover_every_persona_once() {
             let mut st = c.prepare(
                 "SELECT persona_id, COUNT(*), COUNT(DISTINCT tick_id) FROM persona_actions GROUP BY persona_id",
             )?;
-            let rows = st
+            st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<Vec<_>, _>>();
-            rows
+                .collect::<Result<Vec<_>, _>>()
         })
         .unwrap();
     let covered: BTreeSet<String> = per_persona.iter().map(|p| p.0.clone()).collect();

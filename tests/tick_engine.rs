@@ -438,10 +438,8 @@ async fn reruns_write_nothing_twice() {
         .db()
         .call(|c| {
             let mut st = c.prepare("SELECT id FROM persona_actions WHERE persona_id = ?1")?;
-            let v = st
-                .query_map([uid], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>();
-            v
+            st.query_map([uid], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
         })
         .unwrap();
     batch.actions.sort_by_key(|a| {

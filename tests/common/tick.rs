@@ -140,12 +140,11 @@ pub fn actions_of(sb: &Sandbox, user_id: &str) -> Vec<ActionDbRow> {
             let mut st = c.prepare(
                 "SELECT tool_name, input_hash, result, error_message, tick_id FROM persona_actions WHERE persona_id = ?1 ORDER BY id",
             )?;
-            let rows = st
+            st
                 .query_map([user_id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
-                .collect::<Result<Vec<_>, _>>();
-            rows
+                .collect::<Result<Vec<_>, _>>()
         })
         .expect("query actions")
 }
@@ -157,12 +156,11 @@ pub fn feedback_of(sb: &Sandbox, user_id: &str) -> Vec<(String, String, i64, Opt
             let mut st = c.prepare(
                 "SELECT tick_id, module, rating, notes FROM persona_feedback WHERE persona_id = ?1 ORDER BY module",
             )?;
-            let rows = st
+            st
                 .query_map([user_id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
-                .collect::<Result<Vec<_>, _>>();
-            rows
+                .collect::<Result<Vec<_>, _>>()
         })
         .expect("query feedback")
 }
