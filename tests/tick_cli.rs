@@ -1,0 +1,300 @@
+//! `mana-personas tick --once`, the real binary, against a sandbox started in
+//! this test process: the JSON summary, exit codes, sharding, and a SIGKILL
+//! between the LLM work and the POST that must lose nothing.
+
+#[path = "common/tick.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Seed;
+use mana_personas::sandbox::{DEV_SERVICE_KEY, Fault, FaultKind, RouteGroup, Sandbox};
+use serde_json::Value;
+
+/// The binary with a clean environment pointing at `url`; state under `home`.
+fn tick_cmd(url: &str, home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mana-personas"));
+    c.env_clear()
+        .current_dir(home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("xdg-state"))
+        .env("MANA_AUTH_URL", url)
+        .env("MANA_API_URL", url)
+        .env("MANA_MCP_URL", url)
+        .env("ANTHROPIC_BASE_URL", url)
+        .env("ANTHROPIC_API_KEY", "k")
+        .env("LLM_PROVIDER", "anthropic")
+        .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
+        .env("RUST_LOG", "warn")
+        .args(["--state-dir", &home.join("state").display().to_string()])
+        .args(["tick", "--once"])
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs the command to the end off the async runtime (the sandbox keeps serving).
+async fn output(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+fn summary_of(o: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is one JSON object ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+struct Env {
+    sb: Sandbox,
+    home: tempfile::TempDir,
+    ids: BTreeMap<String, String>,
+}
+
+async fn setup(seeds: &[Seed], db: Option<PathBuf>) -> Env {
+    let sb = common::sandbox(db).await;
+    let home = tempfile::tempdir().unwrap();
+    // Only used to seed: same URLs and (dev) seed secret the binary derives with.
+    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
+    let ids = common::seed(&cfg, seeds).await;
+    Env { sb, home, ids }
+}
+
+fn seeds(n: usize, directive: &str) -> Vec<Seed> {
+    (0..n)
+        .map(|i| Seed::daily(&format!("cli.p{i}@mana.test"), directive))
+        .collect()
+}
+
+/// Test 11a: `--json` prints one JSON object with the documented keys; exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_summary_has_every_key_and_exit_0() {
+    let env = setup(&seeds(2, "[sandbox:tools=2]"), None).await;
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = summary_of(&o);
+    for k in [
+        "due",
+        "ran",
+        "ok",
+        "failed",
+        "skipped",
+        "actions",
+        "actionErrors",
+        "ratings",
+        "tokens",
+        "durationMs",
+    ] {
+        assert!(s.get(k).is_some(), "key {k} missing in {s}");
+    }
+    for k in ["input", "output", "cacheRead", "cacheWrite"] {
+        assert!(s["tokens"][k].is_u64(), "tokens.{k} in {s}");
+    }
+    assert_eq!(s["due"], 2);
+    assert_eq!(s["ran"], 2);
+    assert_eq!(s["ok"], 2);
+    assert_eq!(s["failed"], serde_json::json!([]));
+    assert_eq!(s["actions"], 4);
+    assert!(s["tokens"]["input"].as_u64().unwrap() > 0);
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 4);
+}
+
+/// Test 11b: a persona that fails makes the tick exit 1, still with a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_persona_exits_1() {
+    let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
+    env.sb
+        .db()
+        .call(|c| {
+            c.execute(
+                "UPDATE users SET password_hash = 'changed' WHERE email = 'cli.p0@mana.test'",
+                [],
+            )
+        })
+        .unwrap();
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    assert_eq!(o.status.code(), Some(1));
+    let s = summary_of(&o);
+    assert_eq!(s["ok"], 1);
+    assert_eq!(s["failed"][0]["persona"], "cli.p0@mana.test");
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
+}
+
+/// Test 11c: a bad configuration exits 2 before doing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_exits_2() {
+    let env = setup(&seeds(1, "[sandbox:tools=1]"), None).await;
+    let o = output(tick_cmd(
+        &env.sb.url(),
+        env.home.path(),
+        &[("PERSONA_CONCURRENCY", "0")],
+        &["--json"],
+    ))
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("PERSONA_CONCURRENCY") || err.contains("concurrency"),
+        "the message names the setting: {err}"
+    );
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM llm_requests"), 0);
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 0);
+}
+
+/// Test 11d: `--shard 0/2` and `--shard 1/2` together run every due persona
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_cover_every_persona_once() {
+    let env = setup(&seeds(6, "[sandbox:tools=1]"), None).await;
+    let url = env.sb.url();
+    let mut ran = 0;
+    for shard in ["0/2", "1/2"] {
+        let o = output(tick_cmd(
+            &url,
+            env.home.path(),
+            &[],
+            &["--json", "--shard", shard],
+        ))
+        .await;
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{shard}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        ran += summary_of(&o)["ran"].as_u64().unwrap();
+    }
+    assert_eq!(ran, 6);
+    let per_persona: Vec<(String, i64, i64)> = env
+        .sb
+        .db()
+        .call(|c| {
+            let mut st = c.prepare(
+                "SELECT persona_id, COUNT(*), COUNT(DISTINCT tick_id) FROM persona_actions GROUP BY persona_id",
+            )?;
+            st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    let covered: BTreeSet<String> = per_persona.iter().map(|p| p.0.clone()).collect();
+    let all: BTreeSet<String> = env.ids.values().cloned().collect();
+    assert_eq!(covered, all);
+    assert!(
+        per_persona.iter().all(|p| p.1 == 1 && p.2 == 1),
+        "each persona ran once: {per_persona:?}"
+    );
+}
+
+/// Test 8: SIGKILL after the rows are in the outbox but before the platform
+/// answered the POST; the next `tick --once` delivers them, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_between_llm_work_and_post_loses_nothing() {
+    let dbdir = tempfile::tempdir().unwrap();
+    let env = setup(
+        &seeds(2, "[sandbox:tools=3]"),
+        Some(dbdir.path().join("sandbox.db")),
+    )
+    .await;
+    let url = env.sb.url();
+    env.sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Delay { ms: 20_000 },
+        count: 10,
+        path_contains: Some("/actions".into()),
+    });
+    let mut child = tick_cmd(
+        &url,
+        env.home.path(),
+        &[("PERSONA_CONCURRENCY", "2")],
+        &["--json"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn tick");
+
+    // Wait (bounded) until both personas' actions batches are in the outbox.
+    let state_db = env.home.path().join("state").join("state.db");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let queued: Vec<(String, String, i64)> = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the outbox never held both batches"
+        );
+        if let Some(child_status) = child.try_wait().unwrap() {
+            panic!("tick ended before the kill: {child_status}");
+        }
+        let rows = state_db.exists().then(|| {
+            rusqlite::Connection::open(&state_db).and_then(|c| {
+                c.busy_timeout(Duration::from_secs(1))?;
+                let mut st = c.prepare(
+                    "SELECT persona_id, tick_id, rows FROM outbox WHERE kind = 'actions' ORDER BY id",
+                )?;
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        });
+        match rows {
+            Some(Ok(r)) if r.len() == 2 => break r,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    env.sb.faults().clear();
+    // The killed run posted nothing yet (its POSTs are stuck in the delay).
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 0);
+
+    let o = output(tick_cmd(&url, env.home.path(), &[], &["--json"])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = summary_of(&o);
+    assert_eq!(s["outboxDelivered"].as_u64(), Some(4), "{s}");
+    assert_eq!(s["outboxPending"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["ran"], 0, "the delivered personas are no longer due: {s}");
+
+    let persona_ids: BTreeSet<String> = queued.iter().map(|q| q.0.clone()).collect();
+    assert_eq!(persona_ids, env.ids.values().cloned().collect());
+    for (persona, tick, rows) in &queued {
+        let n = env.sb.db().count(&format!(
+            "SELECT COUNT(*) FROM persona_actions WHERE persona_id = '{persona}' AND tick_id = '{tick}'"
+        ));
+        assert_eq!(n, *rows, "{persona}: rows of tick {tick}");
+        assert!(*rows > 0);
+    }
+    let total: i64 = queued.iter().map(|q| q.2).sum();
+    assert_eq!(
+        env.sb.db().count("SELECT COUNT(*) FROM persona_actions"),
+        total
+    );
+    let outbox_left: i64 = rusqlite::Connection::open(&state_db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(outbox_left, 0);
+    // The sandbox is not shut down: its delayed handlers of the killed run
+    // would hold a graceful shutdown for 20 s. The runtime drops them.
+}
