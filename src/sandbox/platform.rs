@@ -496,6 +496,39 @@ fn persona_exists(s: &SandboxState, id: &str) -> rusqlite::Result<bool> {
     })
 }
 
+/// 404 for an unknown persona, else inserts in one transaction (`insert`
+/// returns how many rows were new) and, for actions, moves lastActiveAt: the
+/// only thing that does.
+fn write_rows(
+    s: &SandboxState,
+    id: &str,
+    touch_last_active: bool,
+    insert: impl FnOnce(&rusqlite::Transaction, &str) -> rusqlite::Result<usize>,
+) -> Response {
+    match persona_exists(s, id) {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::NOT_FOUND, "Persona not found"),
+        Err(e) => return db_error(e),
+    }
+    let r = s.db.call(|c| {
+        let tx = c.transaction()?;
+        let now = now_iso();
+        let written = insert(&tx, &now)?;
+        if touch_last_active {
+            tx.execute(
+                "UPDATE personas SET last_active_at = ?1 WHERE user_id = ?2",
+                params![now, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(written)
+    });
+    match r {
+        Ok(written) => Json(json!({"ok": true, "written": written})).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
 fn validation(details: Vec<String>) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -545,43 +578,30 @@ async fn internal_actions(
     if !details.is_empty() {
         return validation(details);
     }
-    match persona_exists(&s, &id) {
-        Ok(true) => {}
-        Ok(false) => return error(StatusCode::NOT_FOUND, "Persona not found"),
-        Err(e) => return db_error(e),
-    }
-    let r = s.db.call(|c| {
-        let tx = c.transaction()?;
-        let now = now_iso();
+    write_rows(&s, &id, true, |tx, now| {
         let mut written = 0;
         for (i, a) in batch.actions.iter().enumerate() {
             written += tx.execute(
-                "INSERT INTO persona_actions (id, persona_id, tick_id, tool_name, input_hash, result, error_message, latency_ms, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
-                params![
-                    action_row_id(&a.tick_id, i, &a.tool_name),
-                    id,
-                    a.tick_id,
-                    a.tool_name,
-                    a.input_hash,
-                    match a.result {
-                        ActionResult::Ok => "ok",
-                        ActionResult::Error => "error",
-                    },
-                    a.error_message,
-                    a.latency_ms.map(|l| l as i64),
-                    now
-                ],
-            )?;
+            "INSERT INTO persona_actions (id, persona_id, tick_id, tool_name, input_hash, result, error_message, latency_ms, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
+            params![
+                action_row_id(&a.tick_id, i, &a.tool_name),
+                id,
+                a.tick_id,
+                a.tool_name,
+                a.input_hash,
+                match a.result {
+                    ActionResult::Ok => "ok",
+                    ActionResult::Error => "error",
+                },
+                a.error_message,
+                a.latency_ms.map(|l| l as i64),
+                now
+            ],
+        )?;
         }
-        tx.execute("UPDATE personas SET last_active_at = ?1 WHERE user_id = ?2", params![now, id])?;
-        tx.commit()?;
         Ok(written)
-    });
-    match r {
-        Ok(written) => Json(json!({"ok": true, "written": written})).into_response(),
-        Err(e) => db_error(e),
-    }
+    })
 }
 
 async fn internal_feedback(
@@ -630,27 +650,15 @@ async fn internal_feedback(
         Ok(b) => b,
         Err(e) => return validation(vec![format!("invalid body: {e}")]),
     };
-    match persona_exists(&s, &id) {
-        Ok(true) => {}
-        Ok(false) => return error(StatusCode::NOT_FOUND, "Persona not found"),
-        Err(e) => return db_error(e),
-    }
-    let r = s.db.call(|c| {
-        let tx = c.transaction()?;
-        let now = now_iso();
+    write_rows(&s, &id, false, |tx, now| {
         let mut written = 0;
         for f in &batch.feedback {
             written += tx.execute(
-                "INSERT INTO persona_feedback (id, persona_id, tick_id, module, rating, notes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
-                params![format!("{}-{}", f.tick_id, f.module), id, f.tick_id, f.module, f.rating, f.notes, now],
-            )?;
+            "INSERT INTO persona_feedback (id, persona_id, tick_id, module, rating, notes, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+            params![format!("{}-{}", f.tick_id, f.module), id, f.tick_id, f.module, f.rating, f.notes, now],
+        )?;
         }
-        tx.commit()?;
         Ok(written)
-    });
-    match r {
-        Ok(written) => Json(json!({"ok": true, "written": written})).into_response(),
-        Err(e) => db_error(e),
-    }
+    })
 }
