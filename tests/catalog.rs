@@ -92,8 +92,7 @@ fn our_catalog_covers_every_archetype() {
     let extra = ["calendar", "contacts", "goals"];
     for p in &c.personas {
         assert!(p.email.starts_with("persona."), "{}", p.email);
-        for (m, w) in &p.module_mix {
-            assert!(*w >= 0.0, "{} {m}", p.name);
+        for m in p.module_mix.keys() {
             assert!(
                 sandbox.contains(&m.as_str()) || extra.contains(&m.as_str()),
                 "{} uses {m}",

@@ -7,8 +7,9 @@ use clap::Args;
 
 use super::output::{stdin_is_terminal, table};
 use super::seed::admin_jwt;
-use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError, clients};
+use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
 use crate::platform::admin::{AdminClient, PersonaSummary};
+use crate::platform::clients;
 
 /// Options every admin command shares.
 #[derive(Debug, Args)]

@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use super::output::table;
 use super::{EXIT_OK, GlobalArgs};
 use crate::catalog::{self, Catalog};
-use crate::platform::admin::{AdminClient, UpsertPersona};
+use crate::platform::admin::UpsertPersona;
 use crate::runner::Runner;
 use crate::runner::tick::TickOptions;
 use crate::sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
@@ -104,13 +104,7 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
     })?;
 
     // Seed through the real admin endpoint.
-    let admin = AdminClient::new(
-        super::clients::http(),
-        &cfg.api_url,
-        &cfg.admin_prefix,
-        SecretString::from(DEV_ADMIN_JWT),
-        crate::http::RetryPolicy::default(),
-    );
+    let admin = crate::platform::clients::admin(&cfg, None)?;
     for p in &catalog.personas {
         let pw = crate::password::derive(&cfg.seed_secret, &p.email, false)?;
         admin

@@ -3,8 +3,9 @@
 
 use clap::Args;
 
-use super::{EXIT_OK, GlobalArgs, clients};
+use super::{EXIT_OK, GlobalArgs};
 use crate::config::Need;
+use crate::platform::clients;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {

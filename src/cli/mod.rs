@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod catalog;
-pub mod clients;
 pub mod config;
 pub mod demo;
 pub mod logging;

@@ -9,9 +9,10 @@ use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::output::Reporter;
-use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError, clients};
+use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
 use crate::config::{Need, read_secret_file};
 use crate::platform::admin::UpsertPersona;
+use crate::platform::clients;
 use crate::platform::join;
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clients;
 pub mod internal;
 
 use std::time::Duration;

@@ -21,6 +21,7 @@ use crate::llm::anthropic::{AnthropicClient, AnthropicConfig};
 use crate::llm::openai::{OpenAiClient, OpenAiConfig};
 use crate::mcp::McpConfig;
 use crate::platform::auth::AuthClient;
+use crate::platform::clients;
 use crate::platform::internal::InternalClient;
 use crate::state::State;
 use prompts::Prompts;
@@ -61,7 +62,6 @@ impl Runner {
     /// tick cannot run without.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Runner> {
         cfg.require(&[Need::ServiceKey, Need::LlmKey, Need::SeedSecret])?;
-        let platform_http = crate::http::client(Duration::from_secs(5), Duration::from_secs(30));
         // LLM streams can run for minutes; the per-persona deadline bounds them.
         let llm_http = crate::http::client(Duration::from_secs(10), Duration::from_secs(300));
         let retry = RetryPolicy::default();
@@ -96,14 +96,8 @@ impl Runner {
         };
         let state = State::open(&cfg.state_dir)?;
         Ok(Runner {
-            auth: AuthClient::new(platform_http.clone(), cfg.auth_url.clone(), retry),
-            internal: InternalClient::new(
-                platform_http.clone(),
-                cfg.platform_api_base(),
-                &cfg.internal_prefix,
-                cfg.service_key.clone().expect("checked by require"),
-                retry,
-            ),
+            auth: clients::auth(cfg),
+            internal: clients::internal(cfg)?,
             llm,
             mcp: McpConfig {
                 base_url: cfg.mcp_url.clone(),

@@ -6,7 +6,7 @@
 //! future is dropped and what was already done is still posted: calls that
 //! were in flight become error rows, calls never started never appear.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,6 @@ struct Inner {
     warnings: Vec<String>,
     transcript: Vec<Value>,
     session: Option<Arc<McpSession>>,
-    user_id: Option<String>,
 }
 
 /// What the work produced so far; outlives the work's future.
@@ -242,7 +241,7 @@ pub async fn run(
         .collect();
     let report = work.with(|w| PersonaReport {
         email: p.email.clone(),
-        user_id: w.user_id.clone().unwrap_or_else(|| p.user_id.clone()),
+        user_id: p.user_id.clone(),
         tick_id: tick_id.to_string(),
         outcome,
         error,
@@ -304,10 +303,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         .personal_space(&p.email, &session)
         .await
         .map_err(|e| e.to_string())?;
-    w.with(|w| {
-        w.waits.platform_ms += t0.elapsed().as_millis() as u64;
-        w.user_id = Some(session.user_id.clone());
-    });
+    w.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
 
     w.stage("MCP session");
     let t0 = Instant::now();
@@ -344,16 +340,17 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     let main_prompt = r.prompts.main(&vars);
     w.log(json!({"event": "session", "spaceId": space.id, "tools": tools.len(), "prompt": main_prompt}));
 
-    let mut messages = vec![Message::user_text(main_prompt)];
+    // One request, grown in place: the history and the tool set are not
+    // copied again for every turn.
+    let mut req = ChatRequest {
+        system: p.system_prompt.clone(),
+        messages: vec![Message::user_text(main_prompt)],
+        tools: specs,
+        max_tokens: s.max_tokens,
+    };
     let mut calls: u32 = 0;
     for turn in 1..=s.max_turns {
         w.stage(format!("main turn {turn}"));
-        let req = ChatRequest {
-            system: p.system_prompt.clone(),
-            messages: messages.clone(),
-            tools: specs.clone(),
-            max_tokens: s.max_tokens,
-        };
         let t0 = Instant::now();
         let resp = r.llm.complete(&req).await.map_err(|e| e.to_string())?;
         w.with(|w| {
@@ -381,7 +378,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         if uses.is_empty() {
             break;
         }
-        messages.push(Message {
+        req.messages.push(Message {
             role: Role::Assistant,
             content: resp.content.clone(),
         });
@@ -405,7 +402,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
             });
         }
         calls += run_now as u32;
-        messages.push(Message {
+        req.messages.push(Message {
             role: Role::User,
             content: results,
         });
@@ -556,18 +553,11 @@ async fn deliver(
         return Delivery::Posted;
     }
     let report = super::tick::drain(r, Some(&p.user_id)).await;
-    if let Some((_, e)) = report.refused.iter().find(|(t, _)| t == tick_id) {
-        return Delivery::Refused(e.clone());
+    if let Some(u) = report.refused.iter().find(|u| u.tick_id == tick_id) {
+        return Delivery::Refused(u.error.clone());
     }
-    match report.still_pending.iter().find(|(t, _)| t == tick_id) {
-        Some((_, e)) => Delivery::Queued(e.clone()),
+    match report.still_pending.iter().find(|u| u.tick_id == tick_id) {
+        Some(u) => Delivery::Queued(u.error.clone()),
         None => Delivery::Posted,
     }
-}
-
-/// Personas whose earlier rows still wait in the outbox are not run again:
-/// their server-side lastActiveAt has not moved, and running them would pay
-/// for a day whose record cannot be delivered yet.
-pub fn blocked_by_outbox(pending_personas: &HashSet<String>, p: &DuePersona) -> bool {
-    pending_personas.contains(&p.user_id)
 }

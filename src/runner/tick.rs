@@ -108,14 +108,22 @@ pub struct TickSummary {
 #[error("cannot fetch the due personas: {0}")]
 pub struct DueError(#[from] pub HttpError);
 
+/// A batch that did not get a 2xx in this drain.
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub persona_id: String,
+    pub tick_id: String,
+    pub error: String,
+}
+
 /// Result of draining the outbox.
 #[derive(Debug, Default)]
 pub struct DrainReport {
     pub delivered: usize,
-    /// (tick id, last error) of batches left for later.
-    pub still_pending: Vec<(String, String)>,
-    /// (tick id, error) of batches the platform refused for good.
-    pub refused: Vec<(String, String)>,
+    /// Batches left for a later drain (transient failures).
+    pub still_pending: Vec<Undelivered>,
+    /// Batches the platform refused for good (kept in the outbox as dead).
+    pub refused: Vec<Undelivered>,
 }
 
 /// Posts every queued batch (of one persona, or all), oldest first, actions
@@ -132,11 +140,15 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
     };
     let mut held_ticks: HashSet<String> = HashSet::new();
     for entry in entries {
+        let undelivered = |error: String| Undelivered {
+            persona_id: entry.persona_id.clone(),
+            tick_id: entry.tick_id.clone(),
+            error,
+        };
         if held_ticks.contains(&entry.tick_id) {
-            report.still_pending.push((
-                entry.tick_id.clone(),
-                "waiting for its actions batch".into(),
-            ));
+            report
+                .still_pending
+                .push(undelivered("waiting for its actions batch".into()));
             continue;
         }
         let res = r.internal.post_bytes(&entry.path(), entry.body.clone(), |e, d| {
@@ -149,14 +161,12 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
             }
             Err(e) if e.is_transient() => {
                 held_ticks.insert(entry.tick_id.clone());
-                report
-                    .still_pending
-                    .push((entry.tick_id.clone(), e.to_string()));
+                report.still_pending.push(undelivered(e.to_string()));
                 tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "batch stays in the outbox");
                 r.state.attempt_failed(entry.id, &e.to_string())
             }
             Err(e) => {
-                report.refused.push((entry.tick_id.clone(), e.to_string()));
+                report.refused.push(undelivered(e.to_string()));
                 tracing::error!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "platform refused the batch; kept in the outbox as dead");
                 r.state.dead(entry.id, &e.to_string())
             }
@@ -188,10 +198,14 @@ pub async fn run_once(
         tracing::warn!(error = %e, "cannot prune the ledger");
     }
     let drained = drain(r, None).await;
-    let blocked: HashSet<String> = match r.state.pending(None) {
-        Ok(p) => p.into_iter().map(|e| e.persona_id).collect(),
-        Err(_) => HashSet::new(),
-    };
+    // Personas whose rows are still queued are not run again: their
+    // server-side lastActiveAt has not moved, and running them would pay for a
+    // day whose record cannot be delivered yet.
+    let blocked: HashSet<&str> = drained
+        .still_pending
+        .iter()
+        .map(|u| u.persona_id.as_str())
+        .collect();
 
     let due = r.internal.due().await?.personas;
     let mut summary = TickSummary {
@@ -219,7 +233,7 @@ pub async fn run_once(
         if opts.shard.is_some_and(|s| !s.owns(&p.user_id)) {
             continue;
         }
-        if persona::blocked_by_outbox(&blocked, &p) {
+        if blocked.contains(p.user_id.as_str()) {
             skip(
                 &mut summary,
                 "rows of an earlier tick are still waiting in the outbox".into(),

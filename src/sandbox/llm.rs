@@ -108,6 +108,19 @@ struct Convo {
     include_usage: bool,
 }
 
+impl Convo {
+    /// Remembers a user message's text: the first one (before any assistant
+    /// turn) names the preferred modules, the last one is what to answer.
+    fn user_text(&mut self, t: String) {
+        if self.first_user_text.is_empty() && self.assistant_turns == 0 {
+            self.first_user_text = t.clone();
+        }
+        if !t.is_empty() {
+            self.last_user_text = t;
+        }
+    }
+}
+
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
@@ -146,15 +159,7 @@ fn parse_anthropic(v: &Value) -> Convo {
                     .filter(|b| b["type"] == "tool_use")
                     .count();
             }
-            Some("user") => {
-                let t = text_of(&m["content"]);
-                if c.first_user_text.is_empty() && c.assistant_turns == 0 {
-                    c.first_user_text = t.clone();
-                }
-                if !t.is_empty() {
-                    c.last_user_text = t;
-                }
-            }
+            Some("user") => c.user_text(text_of(&m["content"])),
             _ => {}
         }
     }
@@ -188,13 +193,7 @@ fn parse_openai(v: &Value) -> Convo {
             }
             Some("user") => {
                 c.message_count += 1;
-                let t = text_of(&m["content"]);
-                if c.first_user_text.is_empty() && c.assistant_turns == 0 {
-                    c.first_user_text = t.clone();
-                }
-                if !t.is_empty() {
-                    c.last_user_text = t;
-                }
+                c.user_text(text_of(&m["content"]));
             }
             // Tool results belong to the user turn after an assistant turn.
             _ => {}

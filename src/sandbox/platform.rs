@@ -537,6 +537,22 @@ fn validation(details: Vec<String>) -> Response {
         .into_response()
 }
 
+/// The platform's rule for both batches: not empty, not above the limit.
+fn size_problem(kind: &str, len: usize, max: usize) -> Option<String> {
+    match len {
+        0 => Some(format!("{kind} must not be empty")),
+        n if n > max => Some(format!("at most {max} {kind} rows per request")),
+        _ => None,
+    }
+}
+
+const INSERT_ACTION: &str = "INSERT INTO persona_actions (id, persona_id, tick_id, tool_name, input_hash, result, error_message, latency_ms, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING";
+
+const INSERT_FEEDBACK: &str =
+    "INSERT INTO persona_feedback (id, persona_id, tick_id, module, rating, notes, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING";
+
 /// The platform's row id: `{tickId}-{i}-{toolName}`, cut to 255 characters.
 pub fn action_row_id(tick_id: &str, index: usize, tool: &str) -> String {
     format!("{tick_id}-{index}-{tool}")
@@ -558,15 +574,10 @@ async fn internal_actions(
         Ok(b) => b,
         Err(e) => return validation(vec![format!("invalid body: {e}")]),
     };
-    let mut details = Vec::new();
-    if batch.actions.is_empty() {
-        details.push("actions must not be empty".to_string());
-    }
-    if batch.actions.len() > MAX_ACTIONS_PER_BATCH {
-        details.push(format!(
-            "at most {MAX_ACTIONS_PER_BATCH} actions per request"
-        ));
-    }
+    let mut details: Vec<String> =
+        size_problem("actions", batch.actions.len(), MAX_ACTIONS_PER_BATCH)
+            .into_iter()
+            .collect();
     for (i, a) in batch.actions.iter().enumerate() {
         if a.tick_id.is_empty() {
             details.push(format!("actions[{i}].tickId required"));
@@ -582,23 +593,22 @@ async fn internal_actions(
         let mut written = 0;
         for (i, a) in batch.actions.iter().enumerate() {
             written += tx.execute(
-            "INSERT INTO persona_actions (id, persona_id, tick_id, tool_name, input_hash, result, error_message, latency_ms, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
-            params![
-                action_row_id(&a.tick_id, i, &a.tool_name),
-                id,
-                a.tick_id,
-                a.tool_name,
-                a.input_hash,
-                match a.result {
-                    ActionResult::Ok => "ok",
-                    ActionResult::Error => "error",
-                },
-                a.error_message,
-                a.latency_ms.map(|l| l as i64),
-                now
-            ],
-        )?;
+                INSERT_ACTION,
+                params![
+                    action_row_id(&a.tick_id, i, &a.tool_name),
+                    id,
+                    a.tick_id,
+                    a.tool_name,
+                    a.input_hash,
+                    match a.result {
+                        ActionResult::Ok => "ok",
+                        ActionResult::Error => "error",
+                    },
+                    a.error_message,
+                    a.latency_ms.map(|l| l as i64),
+                    now
+                ],
+            )?;
         }
         Ok(written)
     })
@@ -617,16 +627,10 @@ async fn internal_feedback(
         Ok(v) => v,
         Err(e) => return validation(vec![format!("invalid body: {e}")]),
     };
-    let mut details = Vec::new();
     let rows = raw["feedback"].as_array().cloned().unwrap_or_default();
-    if rows.is_empty() {
-        details.push("feedback must not be empty".to_string());
-    }
-    if rows.len() > MAX_FEEDBACK_PER_BATCH {
-        details.push(format!(
-            "at most {MAX_FEEDBACK_PER_BATCH} feedback rows per request"
-        ));
-    }
+    let mut details: Vec<String> = size_problem("feedback", rows.len(), MAX_FEEDBACK_PER_BATCH)
+        .into_iter()
+        .collect();
     for (i, r) in rows.iter().enumerate() {
         if r["rating"]
             .as_f64()
@@ -654,10 +658,17 @@ async fn internal_feedback(
         let mut written = 0;
         for f in &batch.feedback {
             written += tx.execute(
-            "INSERT INTO persona_feedback (id, persona_id, tick_id, module, rating, notes, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
-            params![format!("{}-{}", f.tick_id, f.module), id, f.tick_id, f.module, f.rating, f.notes, now],
-        )?;
+                INSERT_FEEDBACK,
+                params![
+                    format!("{}-{}", f.tick_id, f.module),
+                    id,
+                    f.tick_id,
+                    f.module,
+                    f.rating,
+                    f.notes,
+                    now
+                ],
+            )?;
         }
         Ok(written)
     })

@@ -1,4 +1,6 @@
-//! Builds the platform clients from the configuration, once, for any command.
+//! Builds the platform clients from the configuration: the one place that
+//! decides their timeouts, retry policy and credentials, for the commands and
+//! the runner alike.
 
 use std::time::Duration;
 
