@@ -10,7 +10,7 @@ use futures::StreamExt;
 use mana_personas::http::RetryPolicy;
 use mana_personas::llm::anthropic::{AnthropicClient, AnthropicConfig, DEFAULT_MODEL};
 use mana_personas::llm::openai::{OpenAiClient, OpenAiConfig};
-use mana_personas::llm::sse::{read_anthropic, read_openai};
+use mana_personas::llm::sse::{self, read_anthropic, read_openai};
 use mana_personas::llm::{
     Block, ChatRequest, ChatResponse, LlmClient, LlmError, Message, Role, StopReason, ToolSpec,
     Usage,
@@ -729,6 +729,57 @@ async fn a_leading_bom_is_dropped_at_every_split_and_never_panics() {
         assert!(matches!(err, LlmError::Stream { .. }), "{err}");
         let err = read_openai(chunks(vec![raw])).await.unwrap_err();
         assert!(matches!(err, LlmError::Stream { .. }), "{err}");
+    }
+}
+
+/// Found by `fuzz/anthropic_sse`: the error kind is the server's text too, and
+/// a 150-character `type` made a 458-character error line. Kinds are cut like
+/// messages; a blank one falls back to the default instead of being empty.
+#[tokio::test]
+async fn server_error_kinds_are_cut_and_never_blank() {
+    let essay = "overloaded_error".repeat(300);
+    let anthropic_err = |ty: &str| {
+        format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "error": {"type": ty, "message": "Overloaded"}})
+        )
+    };
+    let openai_err = |ty: &str, code: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"error": {"type": ty, "code": code, "message": "Overloaded"}})
+        )
+    };
+    let cases = [
+        (
+            read_anthropic(chunks(vec![anthropic_err(&essay).into()])).await,
+            true,
+        ),
+        (
+            read_anthropic(chunks(vec![anthropic_err("  ").into()])).await,
+            false,
+        ),
+        (
+            read_openai(chunks(vec![openai_err(&essay, "").into()])).await,
+            true,
+        ),
+        (
+            read_openai(chunks(vec![openai_err("", " ").into()])).await,
+            false,
+        ),
+    ];
+    for (got, long) in cases {
+        let err = got.unwrap_err();
+        let LlmError::Stream { ref kind, .. } = err else {
+            panic!("{err:?}");
+        };
+        if long {
+            assert_eq!(kind.chars().count(), sse::KIND_CHARS + 1, "{kind}");
+            assert!(kind.starts_with("overloaded_error") && kind.ends_with('…'));
+        } else {
+            assert_eq!(kind, "api_error");
+        }
+        assert!(err.to_string().chars().count() < 450, "{err}");
     }
 }
 
