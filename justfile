@@ -21,3 +21,21 @@ smoke:
 # Benchmarks (see BENCHMARKS.md once they exist).
 bench:
     @echo "benchmarks arrive with the proof issue; nothing to run yet"
+
+# cargo-fuzz (`cargo install cargo-fuzz`) with RUSTC_BOOTSTRAP=1 so stable rustc
+# takes the sanitizer flags, for fuzzing only. New inputs go to fuzz/generated/
+# (ignored); the committed seeds in fuzz/corpus/ are only read; crashes land in
+# fuzz/artifacts/.
+# Fuzz every target FUZZ_SECONDS (default 600) each, or one: `just fuzz rating 60`.
+fuzz target="" seconds=env("FUZZ_SECONDS", "600"):
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd fuzz
+    targets="{{target}}"
+    if [ -z "$targets" ]; then targets="$(cargo fuzz list)"; fi
+    for t in $targets; do
+        mkdir -p "generated/$t"
+        echo "== fuzz $t for {{seconds}} s"
+        RUSTC_BOOTSTRAP=1 nice -n 19 cargo fuzz run "$t" "generated/$t" "corpus/$t" -- \
+            -max_total_time={{seconds}} -rss_limit_mb=2048 -dict="dict/$t.dict" -print_final_stats=1
+    done
