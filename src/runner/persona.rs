@@ -317,12 +317,15 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
+    let tool_count = tools.len();
+    // Moved, not cloned: the schemas are the bulk of a waiting persona's
+    // memory, and only the request needs them from here on.
     let specs: Vec<ToolSpec> = tools
-        .iter()
+        .into_iter()
         .map(|t| ToolSpec {
             name: names.llm_name(&t.name).unwrap_or(&t.name).to_string(),
-            description: t.description.clone(),
-            input_schema: t.input_schema.clone(),
+            description: t.description,
+            input_schema: t.input_schema,
         })
         .collect();
 
@@ -338,7 +341,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         used_modules: &[],
     };
     let main_prompt = r.prompts.main(&vars);
-    w.log(json!({"event": "session", "spaceId": space.id, "tools": tools.len(), "prompt": main_prompt}));
+    w.log(json!({"event": "session", "spaceId": space.id, "tools": tool_count, "prompt": main_prompt}));
 
     // One request, grown in place: the history and the tool set are not
     // copied again for every turn.
