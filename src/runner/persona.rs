@@ -62,6 +62,28 @@ pub struct Waits {
     pub platform_ms: u64,
 }
 
+/// The waits as they are summed: exact durations, rounded to milliseconds
+/// once in the report. Summing each wait's truncated milliseconds lost ~0.5 ms
+/// per wait, ~6 ms per persona tick — most of what then looked like the
+/// runner's own time (BENCHMARKS.md, occupancy).
+#[derive(Default, Clone, Copy)]
+struct WaitTimes {
+    llm: Duration,
+    mcp: Duration,
+    platform: Duration,
+}
+
+impl WaitTimes {
+    fn report(&self) -> Waits {
+        let ms = |d: Duration| (d.as_micros() as u64 + 500) / 1000;
+        Waits {
+            llm_ms: ms(self.llm),
+            mcp_ms: ms(self.mcp),
+            platform_ms: ms(self.platform),
+        }
+    }
+}
+
 /// What one persona tick did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,7 +120,7 @@ struct Inner {
     slots: Vec<Slot>,
     feedback: Vec<FeedbackRow>,
     usage: Usage,
-    waits: Waits,
+    waits: WaitTimes,
     warnings: Vec<String>,
     transcript: Vec<Value>,
     session: Option<Arc<McpSession>>,
@@ -177,11 +199,13 @@ pub async fn run(
             work.with(|w| w.stage.clone())
         )),
     };
-    // Close the MCP session (best effort, bounded).
+    // Close the MCP session (best effort, bounded): waiting on MCP too.
     if let Some(s) = work.with(|w| w.session.take())
         && let Ok(s) = Arc::try_unwrap(s)
     {
+        let t0 = Instant::now();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
+        work.with(|w| w.waits.mcp += t0.elapsed());
     }
     let (actions, feedback) = work.with(|w| {
         let actions: Vec<ActionRow> = w
@@ -208,7 +232,7 @@ pub async fn run(
     } else {
         deliver(r, p, tick_id, &actions, &feedback).await
     };
-    work.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+    work.with(|w| w.waits.platform += t0.elapsed());
 
     let (outcome, error) = match (&result, &delivery) {
         (Err(e), _) => (RunOutcome::Failed, Some(e.clone())),
@@ -256,7 +280,7 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         delivery,
         warnings: w.warnings.clone(),
-        waits: w.waits,
+        waits: w.waits.report(),
     });
     let transcript = work.with(|w| {
         json!({
@@ -303,7 +327,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         .personal_space(&p.email, &session)
         .await
         .map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+    w.with(|w| w.waits.platform += t0.elapsed());
 
     w.stage("MCP session");
     let t0 = Instant::now();
@@ -314,7 +338,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     );
     w.with(|w| w.session = Some(mcp.clone()));
     let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+    w.with(|w| w.waits.mcp += t0.elapsed());
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
     let tool_count = tools.len();
@@ -357,7 +381,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         let t0 = Instant::now();
         let resp = r.llm.complete(&req).await.map_err(|e| e.to_string())?;
         w.with(|w| {
-            w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+            w.waits.llm += t0.elapsed();
             w.usage.add(resp.usage);
         });
         w.log(json!({"event": "model", "turn": turn, "stopReason": resp.stop_reason, "content": resp.content,
@@ -393,7 +417,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
             .buffered(TOOL_CALLS_IN_PARALLEL)
             .collect()
             .await;
-        w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+        w.with(|w| w.waits.mcp += t0.elapsed());
         for (id, _, _) in &uses[run_now..] {
             results.push(Block::ToolResult {
                 tool_use_id: id.clone(),
@@ -440,7 +464,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     match r.llm.complete(&req).await {
         Ok(resp) => {
             w.with(|w| {
-                w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+                w.waits.llm += t0.elapsed();
                 w.usage.add(resp.usage);
             });
             let text: String = resp
