@@ -18,6 +18,8 @@ smoke:
     cargo build --quiet
     .ci/smoke.sh
 
-# Benchmarks (see BENCHMARKS.md once they exist).
-bench:
-    @echo "benchmarks arrive with the proof issue; nothing to run yet"
+# The benchmarks of BENCHMARKS.md (a few minutes after the build); results in
+# benches/results/. `just bench occupancy memory` runs only those scenarios.
+bench *SCENARIOS:
+    @command -v hyperfine >/dev/null 2>&1 || { if [ "$(id -u)" = 0 ]; then apt-get install -y hyperfine; else sudo apt-get install -y hyperfine; fi; }
+    cargo bench --bench runner -- {{SCENARIOS}}
