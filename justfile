@@ -18,8 +18,7 @@ smoke:
     cargo build --quiet
     .ci/smoke.sh
 
-# The benchmarks of BENCHMARKS.md (a few minutes after the build); results in
-# benches/results/. `just bench occupancy memory` runs only those scenarios.
+# The benchmarks of BENCHMARKS.md into benches/results/ (`just bench memory`: one scenario).
 bench *SCENARIOS:
     @command -v hyperfine >/dev/null 2>&1 || { if [ "$(id -u)" = 0 ]; then apt-get install -y hyperfine; else sudo apt-get install -y hyperfine; fi; }
     cargo bench --bench runner -- {{SCENARIOS}}
