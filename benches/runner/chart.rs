@@ -1,8 +1,9 @@
 //! The scaling chart as a hand-written SVG: throughput against concurrency
 //! on log–log axes, where linear growth is a straight line of slope 1 (drawn
 //! dashed from the concurrency-1 point) and the knee is where the measured
-//! points leave it. Each point is labelled with its throughput and the CPU
-//! busy share of the machine (runner + sandbox) during that run.
+//! points leave it. Each point is labelled with its throughput, the share of
+//! all cores busy with runner + sandbox (and the runner alone), and the busy
+//! share of the whole machine, other users included.
 
 use std::fmt::Write;
 
@@ -12,6 +13,10 @@ pub struct Point {
     pub throughput: f64,
     /// (runner CPU + sandbox CPU) / (wall × cores).
     pub cpu_busy: f64,
+    /// Runner CPU / (wall × cores).
+    pub runner_busy: f64,
+    /// Busy share of the whole machine, other users included.
+    pub machine_busy: f64,
 }
 
 const W: f64 = 720.0;
@@ -124,13 +129,20 @@ pub fn svg(title: &str, points: &[Point]) -> String {
     );
     for p in points {
         let (x, y) = (px(p.concurrency), py(p.throughput));
+        // Labels of points near the right edge go to their left.
+        let (lx, anchor) = if x > W - R - 160.0 {
+            (x - 8.0, "end")
+        } else {
+            (x + 8.0, "start")
+        };
         let _ = writeln!(
             s,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#1f6fb4"/><text x="{:.1}" y="{:.1}">{:.1}/s, CPU {:.0} %</text>"##,
-            x + 8.0,
-            y + 16.0,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#1f6fb4"/><text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}">{:.1}/s, CPU {:.0} % ({:.0} %), machine {:.0} %</text>"##,
+            y + 18.0,
             p.throughput,
-            p.cpu_busy * 100.0
+            p.cpu_busy * 100.0,
+            p.runner_busy * 100.0,
+            p.machine_busy * 100.0
         );
     }
     let _ = writeln!(
@@ -145,7 +157,7 @@ pub fn svg(title: &str, points: &[Point]) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#1f6fb4" stroke-width="2"/><text x="{}" y="{}">measured (CPU = runner + sandbox busy share of all cores)</text>"##,
+        r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#1f6fb4" stroke-width="2"/><text x="{}" y="{}">measured; CPU: share of all cores busy with runner + sandbox (runner alone); machine: all users</text>"##,
         L + 20.0,
         T + 34.0,
         L + 60.0,

@@ -43,7 +43,7 @@ const SCENARIOS: &[&str] = &[
 ];
 
 /// Runs of the occupancy and overhead scenarios; the median is reported.
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 /// Concurrency levels of the scaling run; personas per level: max(32, 4C).
 const SCALING: &[usize] = &[1, 8, 64, 256];
@@ -86,9 +86,11 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         .collect();
     let cmd = child::tick_command(&ctx.bin, &fixture.sb.url(), &home, concurrency, &wrap);
     let load = machine_load();
+    let stat0 = cpu_jiffies();
     let cpu0 = child::self_cpu();
     let run = tokio::task::spawn_blocking(move || child::run(cmd)).await??;
     let sandbox_cpu = child::self_cpu().saturating_sub(cpu0);
+    let stat1 = cpu_jiffies();
     anyhow::ensure!(
         run.exit_code == 0,
         "{name}: tick exited {}:\n{}",
@@ -144,7 +146,9 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         "runnerThreadBusy": ms(run.cpu()) / wall_ms,
         "cpuBusyShare": {"runner": ms(run.cpu()) / (wall_ms * ctx.cores as f64),
                           "sandbox": ms(sandbox_cpu) / (wall_ms * ctx.cores as f64),
-                          "total": (ms(run.cpu()) + ms(sandbox_cpu)) / (wall_ms * ctx.cores as f64)},
+                          "total": (ms(run.cpu()) + ms(sandbox_cpu)) / (wall_ms * ctx.cores as f64),
+                          // Everything on the machine, other users included (/proc/stat).
+                          "machine": busy_share(stat0, stat1)},
         "runnerPeakRssKiB": run.peak_rss_kib,
         "rusageMaxrssKiB(notTheRunner'sPeak)": run.rusage_maxrss_kib,
         "ledger": stats,
@@ -163,6 +167,27 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         sandbox_cpu,
         report,
     })
+}
+
+/// `(busy, total)` jiffies of all CPUs from /proc/stat.
+fn cpu_jiffies() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+fn busy_share(a: (u64, u64), b: (u64, u64)) -> f64 {
+    (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64
 }
 
 /// Others share this machine: the 1-minute load and the CPU pressure just
@@ -436,19 +461,22 @@ async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
         let m = tick_run(ctx, &format!("scaling-{c}"), w, c).await?;
         let r = m.report.clone();
         println!(
-            "scaling: concurrency {c:>3}: {:>6.1} persona-ticks/s, occupancy {:.3}, mean persona-tick {:.0} ms; CPU busy runner {:.0} % + sandbox {:.0} % of {} cores (runner thread {:.0} % busy)",
+            "scaling: concurrency {c:>3}: {:>6.1} persona-ticks/s, occupancy {:.3}, mean persona-tick {:.0} ms; CPU busy runner {:.0} % + sandbox {:.0} % of {} cores, machine {:.0} % (runner thread {:.0} % busy)",
             f(&r["personaTicksPerSecond"]["process"]),
             f(&r["slotOccupancy"]["process"]),
             f(&r["ledger"]["durationMs"]["mean"]),
             f(&r["cpuBusyShare"]["runner"]) * 100.0,
             f(&r["cpuBusyShare"]["sandbox"]) * 100.0,
             ctx.cores,
+            f(&r["cpuBusyShare"]["machine"]) * 100.0,
             f(&r["runnerThreadBusy"]) * 100.0,
         );
         points.push(chart::Point {
             concurrency: c as f64,
             throughput: f(&r["personaTicksPerSecond"]["process"]),
             cpu_busy: f(&r["cpuBusyShare"]["total"]),
+            runner_busy: f(&r["cpuBusyShare"]["runner"]),
+            machine_busy: f(&r["cpuBusyShare"]["machine"]),
         });
         levels.push(r);
         m.fixture.sb.shutdown().await;
