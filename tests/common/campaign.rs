@@ -503,19 +503,26 @@ pub struct Tallies {
     pub failure_reasons: BTreeMap<String, usize>,
 }
 
-/// A reason's kind, for the tally: its text up to the first digit-bearing or
-/// id-like detail, at most 60 characters.
+/// A reason's kind, for the tally: up to and including its `HTTP nnn`, else
+/// its first 70 characters; ids are blanked so equal reasons count together.
 fn reason_class(e: &str) -> String {
-    let mut s: String = e
+    let cut = match e.find("HTTP ") {
+        Some(i) if e[i + 5..].chars().take(3).all(|c| c.is_ascii_digit()) => {
+            &e[..(i + 8).min(e.len())]
+        }
+        _ => e,
+    };
+    let words: Vec<String> = cut
         .split_whitespace()
-        .take_while(|w| !w.chars().any(|c| c.is_ascii_digit()) || w.len() < 4)
-        .take(9)
-        .collect::<Vec<_>>()
-        .join(" ");
-    if s.is_empty() {
-        s = e.chars().take(60).collect();
-    }
-    s.chars().take(60).collect()
+        .map(|w| {
+            if w.len() >= 16 && w.chars().filter(|c| c.is_ascii_hexdigit()).count() >= 12 {
+                ":id".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    words.join(" ").chars().take(70).collect()
 }
 
 /// A run that was SIGKILLed: when it ran, and its outbox right after the kill.
@@ -781,4 +788,50 @@ pub fn rng(seed: u64) -> StdRng {
 /// A kill moment in `[lo, hi)` milliseconds.
 pub fn kill_after(rng: &mut StdRng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(rng.random_range(lo..hi))
+}
+
+// ------------------------------------------------------------------ daemon
+
+/// Whether this build has the `daemon` command.
+pub fn daemon_available() -> bool {
+    Command::new(env!("CARGO_BIN_EXE_mana-personas"))
+        .args(["daemon", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `GET {base}/health` until it answers 200 (its JSON), or panics when
+/// the daemon exits or `limit` passes.
+pub async fn wait_healthy(base: &str, r: &mut Running, limit: Duration) -> Value {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = r.child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({st}) before it was healthy:\n{}",
+                tail(&std::fs::read_to_string(&r.err).unwrap_or_default(), 3000)
+            );
+        }
+        if let Ok(resp) = client.get(format!("{base}/health")).send().await
+            && resp.status() == 200
+        {
+            return resp.json().await.expect("health JSON");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon at {base} was not healthy within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
