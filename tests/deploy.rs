@@ -503,8 +503,9 @@ fn cronjob_problems(docs: &[Value]) -> Vec<String> {
         });
         if !found {
             p.push(format!(
-                "{} = {} is not a key of the mounted Secret",
-                e["name"], e["value"]
+                "{}={} is not a key of the mounted Secret",
+                e["name"].as_str().unwrap_or_default(),
+                path.display()
             ));
         }
     }
