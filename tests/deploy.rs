@@ -27,9 +27,27 @@ const INSTALLED_BINARY: &str = "/usr/local/bin/mana-personas";
 /// 10 = worst). The unit scores 1.1 on systemd 252; newer systemd versions add
 /// checks, hence the headroom. Above 2.0 a hardening line went missing.
 const MAX_EXPOSURE: f64 = 2.0;
-// TODO(lead): once the daemon has landed, read this default from
-// `mana-personas config --json` (the setting `shutdown_grace_ms`) instead.
-const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The binary's own default grace, from `config --json` in a clean
+/// environment (so the unit cannot drift from the code).
+fn default_shutdown_grace() -> Duration {
+    let dir = TempDir::new().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mana-personas"))
+        .env_clear()
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .args(["config", "--json"])
+        .output()
+        .expect("config --json runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("config --json is JSON");
+    let ms = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "shutdown_grace_ms")
+        .and_then(|s| s["value"].as_str()?.parse::<u64>().ok())
+        .expect("config knows shutdown_grace_ms");
+    Duration::from_millis(ms)
+}
 
 fn deploy_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -343,7 +361,7 @@ fn stop_timeout_exceeds_the_shutdown_grace() {
         .iter()
         .find(|l| l.active && l.name == "SHUTDOWN_GRACE_MS")
         .map(|l| Duration::from_millis(l.value.parse().expect("SHUTDOWN_GRACE_MS")))
-        .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        .unwrap_or_else(default_shutdown_grace);
     assert!(
         stop > grace,
         "TimeoutStopSec {stop:?} must exceed the shutdown grace {grace:?}, or systemd kills \
