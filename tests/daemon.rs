@@ -730,3 +730,50 @@ async fn a_malformed_sighup_reload_keeps_the_daemon_running() {
     .await;
     sb.shutdown().await;
 }
+
+/// The due list failing for more than three intervals turns `/health` into a
+/// 503 with a reason (a load balancer or monitor sees it); recovery clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_503_while_the_due_list_keeps_failing() {
+    use mana_personas::sandbox::{Fault, FaultKind, RouteGroup};
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        count: 1_000_000,
+        path_contains: Some("/due".into()),
+    });
+    let url = sb.url();
+    let faults = sb.faults().clone();
+    blocking(move || {
+        let d = Daemon::start(&url, &home, &[("TICK_INTERVAL_MS", "200")], &[]);
+        assert_eq!(
+            d.get("/health").unwrap().0,
+            200,
+            "healthy before any failure"
+        );
+        d.wait_for("/health to turn 503", Duration::from_secs(30), || {
+            d.get("/health").unwrap().0 == 503
+        });
+        let h = d.health();
+        assert_eq!(h["status"], "failing", "{h}");
+        assert!(h["reason"].as_str().unwrap().contains("due list"), "{h}");
+        assert!(
+            h["lastTick"]["error"].as_str().unwrap().contains("503"),
+            "{h}"
+        );
+        assert!(metric(&d.metrics(), "mana_personas_ticks_failed_total") >= 1.0);
+        faults.clear();
+        d.wait_for("/health to recover", Duration::from_secs(30), || {
+            d.get("/health").unwrap().0 == 200
+        });
+        assert_eq!(d.health()["status"], "ok");
+    })
+    .await;
+    sb.shutdown().await;
+}
