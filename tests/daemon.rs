@@ -777,3 +777,49 @@ async fn health_turns_503_while_the_due_list_keeps_failing() {
     .await;
     sb.shutdown().await;
 }
+
+/// `tick` without `--once`: the same loop in the foreground, until Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tick_without_once_repeats_until_ctrl_c() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(1, "loop", "[sandbox:tools=1]")).await;
+    let url = sb.url();
+    blocking(move || {
+        let mut child = command(
+            &url,
+            &home,
+            &[("TICK_INTERVAL_MS", "200")],
+            &["tick", "--log-format", "json"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut finished = 0;
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(r#""message":"tick finished""#) {
+                finished += 1;
+                if finished == 3 {
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                }
+            }
+            lines.push(line);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{}", lines.join("\n"));
+        assert!(finished >= 3, "{}", lines.join("\n"));
+        let all = lines.join("\n");
+        assert!(
+            all.contains(r#""listen":"no HTTP""#),
+            "no HTTP server: {all}"
+        );
+        assert!(all.contains("SIGINT"), "{all}");
+    })
+    .await;
+    sb.shutdown().await;
+}
