@@ -1,5 +1,7 @@
-//! The secrets audit: the real binary runs `config`, `seed`, `login` and
-//! `tick --once` (both log formats, every log line on: `MANA_PERSONAS_LOG=trace`)
+//! The secrets audit: the real binary runs `config`, `seed`, `login`,
+//! `tick --once` and the daemon (both log formats, every log line on:
+//! `MANA_PERSONAS_LOG=trace`; the daemon's `/health`, `/metrics`, `/diag/*`
+//! and `/control/*` answers are scanned too)
 //! against a sandbox that makes the error paths print — a persona whose login
 //! is refused (401), an actions POST that keeps failing (500), an LLM that is
 //! overloaded (529), dropped connections, an SSE error — with distinctive
@@ -231,6 +233,114 @@ async fn no_secret_in_output_logs_or_state() {
     )
     .await;
 
+    // The daemon, at trace in JSON, with the same failures: its HTTP answers
+    // (health, metrics, diag, control with a right and a wrong key) are
+    // scanned too. It stops on SIGTERM, so its stop path prints as well.
+    campaign::make_all_due(&sb);
+    tick_faults(&sb, &stuck);
+    let port = campaign::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    bin.set("TICK_INTERVAL_MS", "600000");
+    bin.set("SHUTDOWN_GRACE_MS", "5000");
+    bin.set("RUNNER_PAUSED", "true");
+    let mut d = bin.spawn(&[
+        "--log-format",
+        "json",
+        "daemon",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--concurrency",
+        "3",
+    ]);
+    campaign::wait_healthy(&base, &mut d, LIMIT).await;
+    let http = reqwest::Client::new();
+    let mut bodies: Vec<(String, u16, String)> = Vec::new();
+    let mut call = async |label: &str, req: reqwest::RequestBuilder| {
+        let resp = req.send().await.expect(label);
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        bodies.push((label.to_string(), status, body.clone()));
+        body
+    };
+    // Paused at start: no interval tick gets in the way of the diag one.
+    call(
+        "POST /diag/tick (paused)",
+        http.post(format!("{base}/diag/tick")),
+    )
+    .await;
+    call(
+        "POST /control/resume (wrong key)",
+        http.post(format!("{base}/control/resume"))
+            .header("x-service-key", "not-the-key"),
+    )
+    .await;
+    call(
+        "POST /control/resume",
+        http.post(format!("{base}/control/resume"))
+            .header("x-service-key", SERVICE_KEY),
+    )
+    .await;
+    call("POST /diag/tick", http.post(format!("{base}/diag/tick"))).await;
+    call(
+        "POST /diag/tick (busy)",
+        http.post(format!("{base}/diag/tick")),
+    )
+    .await;
+    for e in [&emails[0], &emails[5]] {
+        call(
+            &format!("GET /diag/login {e}"),
+            http.get(format!("{base}/diag/login?email={}", e.replace('@', "%40"))),
+        )
+        .await;
+    }
+    // Let the diag tick finish, reading /health and /metrics meanwhile.
+    let mut ticked = false;
+    for _ in 0..600 {
+        call("GET /metrics", http.get(format!("{base}/metrics"))).await;
+        let health: serde_json::Value =
+            serde_json::from_str(&call("GET /health", http.get(format!("{base}/health"))).await)
+                .unwrap_or_default();
+        if health["inFlight"] == 0 && health["lastTick"]["due"].is_u64() {
+            ticked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ticked,
+        "the daemon's tick never finished: {:?}",
+        bodies.last()
+    );
+    call(
+        "POST /control/pause",
+        http.post(format!("{base}/control/pause"))
+            .header("x-service-key", SERVICE_KEY),
+    )
+    .await;
+    let pid = d.child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let f = d.wait(LIMIT).await;
+    assert_eq!(f.code, Some(0), "{}", campaign::tail(&f.stderr, 3000));
+    runs.push(f);
+    let statuses: Vec<(String, u16)> = bodies.iter().map(|(l, s, _)| (l.clone(), *s)).collect();
+    for (label, want) in [
+        ("POST /diag/tick (paused)", 409),
+        ("POST /control/resume (wrong key)", 401),
+        ("POST /control/resume", 200),
+        ("POST /diag/tick", 202),
+        ("POST /diag/tick (busy)", 409),
+        ("POST /control/pause", 200),
+        ("GET /diag/login camp.p000@mana.test", 200),
+        ("GET /diag/login camp.p005@mana.test", 502),
+        ("GET /metrics", 200),
+    ] {
+        assert!(
+            statuses.contains(&(label.to_string(), want)),
+            "{label} → {want} expected: {statuses:?}"
+        );
+    }
+
     // Every JWT the sandbox ever issued: ours and the runner's logins.
     let tokens: Vec<String> = sb
         .db()
@@ -266,6 +376,7 @@ async fn no_secret_in_output_logs_or_state() {
     let all_out: String = runs
         .iter()
         .map(|f| format!("{}\n{}\n", f.stdout, f.stderr))
+        .chain(bodies.iter().map(|(_, _, b)| format!("{b}\n")))
         .collect();
     for seen in [
         "HTTP 401",
@@ -276,6 +387,9 @@ async fn no_secret_in_output_logs_or_state() {
         "stays in the outbox",
         "<set>",
         "userId",
+        "mana_personas_",
+        "missing or wrong X-Service-Key",
+        "Invalid email or password",
     ] {
         assert!(all_out.contains(seen), "{seen:?} never printed");
     }
@@ -313,14 +427,20 @@ async fn no_secret_in_output_logs_or_state() {
                 at.push(name.clone());
             }
         }
+        for (label, _, body) in &bodies {
+            if body.contains(form) {
+                at.push(format!("the daemon's answer to {label}"));
+            }
+        }
         at
     };
     // The scan finds what really is there: persona 0's user id is in the
-    // `login` output and in state.db (outbox, ledger).
+    // `login` output, in state.db (outbox, ledger) and in `/diag/login`.
     let found = scan(&stuck);
     assert!(
         found.iter().any(|w| w.contains("\"login\""))
-            && found.iter().any(|w| w.ends_with("state.db")),
+            && found.iter().any(|w| w.ends_with("state.db"))
+            && found.iter().any(|w| w.contains("/diag/login")),
         "the scan misses a value that is there: {found:?}"
     );
     let mut leaks = Vec::new();
@@ -337,8 +457,9 @@ async fn no_secret_in_output_logs_or_state() {
         leaks.join("\n  ")
     );
     println!(
-        "secrets audit: {} runs, {} bytes of output, {} state files ({} bytes), {} needles ({} persona JWTs): clean",
+        "secrets audit: {} runs and {} daemon answers, {} bytes of output, {} state files ({} bytes), {} needles ({} persona JWTs): clean",
         runs.len(),
+        bodies.len(),
         all_out.len(),
         state.len(),
         state.iter().map(|(_, b)| b.len()).sum::<usize>(),
