@@ -172,43 +172,43 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
     // tick interval, SIGKILLed at a random moment, restarted on the same
     // state directory (its outbox, run memory and ledger survive the kill).
     let mut daemon_lives = 0;
-    if campaign::daemon_available() {
-        for life in 0..DAEMON_LIVES {
-            let port = campaign::free_port();
-            let base = format!("http://127.0.0.1:{port}");
-            bin.set("TICK_INTERVAL_MS", "300");
-            bin.provider(life % 2 == 1, "campaign-llm-key");
-            let listen = format!("127.0.0.1:{port}");
-            campaign::make_all_due(&sb);
-            let mut d = bin.spawn(&["daemon", "--listen", &listen, "--concurrency", CONCURRENCY]);
-            campaign::wait_healthy(&base, &mut d, Duration::from_secs(30)).await;
-            let after = campaign::kill_after(&mut rng, 3_000, 9_000);
-            let deadline = tokio::time::Instant::now() + after;
-            // Everyone is due again every second: the daemon keeps ticking.
-            while tokio::time::Instant::now() < deadline {
-                assert!(
-                    d.child.try_wait().unwrap().is_none(),
-                    "the daemon died by itself:\n{}",
-                    campaign::tail(&std::fs::read_to_string(&d.err).unwrap_or_default(), 3000)
-                );
-                tokio::time::sleep(Duration::from_millis(1_000)).await;
-                campaign::make_all_due(&sb);
-            }
-            let f = d.kill();
-            let snapshot = campaign::outbox(&bin.state_dir);
-            eprintln!(
-                "daemon life {life}: SIGKILL after {after:?}; {} outbox entries left",
-                snapshot.len()
+    assert!(
+        campaign::daemon_available(),
+        "the binary has no `daemon` command"
+    );
+    for life in 0..DAEMON_LIVES {
+        let port = campaign::free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        bin.set("TICK_INTERVAL_MS", "300");
+        bin.provider(life % 2 == 1, "campaign-llm-key");
+        let listen = format!("127.0.0.1:{port}");
+        campaign::make_all_due(&sb);
+        let mut d = bin.spawn(&["daemon", "--listen", &listen, "--concurrency", CONCURRENCY]);
+        campaign::wait_healthy(&base, &mut d, Duration::from_secs(30)).await;
+        let after = campaign::kill_after(&mut rng, 3_000, 9_000);
+        let deadline = tokio::time::Instant::now() + after;
+        // Everyone is due again every second: the daemon keeps ticking.
+        while tokio::time::Instant::now() < deadline {
+            assert!(
+                d.child.try_wait().unwrap().is_none(),
+                "the daemon died by itself:\n{}",
+                campaign::tail(&std::fs::read_to_string(&d.err).unwrap_or_default(), 3000)
             );
-            kills.push(Kill {
-                from: f.started,
-                to: f.ended,
-                outbox: snapshot,
-            });
-            daemon_lives += 1;
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            campaign::make_all_due(&sb);
         }
-    } else {
-        eprintln!("this build has no `daemon` command: the daemon part is skipped");
+        let f = d.kill();
+        let snapshot = campaign::outbox(&bin.state_dir);
+        eprintln!(
+            "daemon life {life}: SIGKILL after {after:?}; {} outbox entries left",
+            snapshot.len()
+        );
+        kills.push(Kill {
+            from: f.started,
+            to: f.ended,
+            outbox: snapshot,
+        });
+        daemon_lives += 1;
     }
 
     // The faults stop; one more tick delivers what waits and runs everyone
@@ -280,6 +280,15 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
         "  rows in the sandbox: {} actions, {} feedback; ticks known only from a post-kill outbox: {}; delivered by a killed run before its ledger write: {}",
         t.action_rows, t.feedback_rows, t.snapshot_only_ticks, t.orphan_ticks
     );
+    let daemon_ticks = ledger
+        .iter()
+        .filter(|l| {
+            kills[kills.len() - daemon_lives..]
+                .iter()
+                .any(|k| l.started_at >= k.from && l.started_at <= k.to)
+        })
+        .count();
+    println!("  persona ticks the killed daemons reported: {daemon_ticks}");
     println!("  failure reasons: {:#?}", t.failure_reasons);
     println!(
         "  faults injected (rate {RATE}):\n{}",
