@@ -73,6 +73,28 @@ pub struct Waits {
     pub platform_ms: u64,
 }
 
+/// The waits as they are summed: exact durations, rounded to milliseconds
+/// once in the report. Summing each wait's truncated milliseconds lost ~0.5 ms
+/// per wait, ~6 ms per persona tick — most of what then looked like the
+/// runner's own time (BENCHMARKS.md, occupancy).
+#[derive(Default, Clone, Copy)]
+struct WaitTimes {
+    llm: Duration,
+    mcp: Duration,
+    platform: Duration,
+}
+
+impl WaitTimes {
+    fn report(&self) -> Waits {
+        let ms = |d: Duration| (d.as_micros() as u64 + 500) / 1000;
+        Waits {
+            llm_ms: ms(self.llm),
+            mcp_ms: ms(self.mcp),
+            platform_ms: ms(self.platform),
+        }
+    }
+}
+
 /// What one persona tick did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,7 +131,7 @@ struct Inner {
     slots: Vec<Slot>,
     feedback: Vec<FeedbackRow>,
     usage: Usage,
-    waits: Waits,
+    waits: WaitTimes,
     warnings: Vec<String>,
     transcript: Vec<Value>,
     session: Option<Arc<McpSession>>,
@@ -188,7 +210,7 @@ pub async fn run(
             work.with(|w| w.stage.clone())
         )),
     };
-    // Close the MCP session (best effort, bounded).
+    // Close the MCP session (best effort, bounded): waiting on MCP too.
     if let Some(s) = work.with(|w| w.session.take())
         && let Ok(s) = Arc::try_unwrap(s)
     {
@@ -197,7 +219,9 @@ pub async fn run(
         } else {
             Duration::from_secs(5)
         };
+        let t0 = Instant::now();
         let _ = tokio::time::timeout(bound, s.close()).await;
+        work.with(|w| w.waits.mcp += t0.elapsed());
     }
     let (actions, feedback) = work.with(|w| {
         let actions: Vec<ActionRow> = w
@@ -226,7 +250,7 @@ pub async fn run(
         // stop is not held up by posting; the next start posts the rows.
         deliver(r, p, tick_id, &actions, &feedback, !cancel.is_cancelled()).await
     };
-    work.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+    work.with(|w| w.waits.platform += t0.elapsed());
 
     let (outcome, error) = match (&result, &delivery) {
         (Err(e), _) => (RunOutcome::Failed, Some(e.clone())),
@@ -274,7 +298,7 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         delivery,
         warnings: w.warnings.clone(),
-        waits: w.waits,
+        waits: w.waits.report(),
     });
     let transcript = work.with(|w| {
         json!({
@@ -318,7 +342,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         .personal_space(&p.email, &session)
         .await
         .map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+    w.with(|w| w.waits.platform += t0.elapsed());
 
     w.stage("MCP session");
     let t0 = Instant::now();
@@ -329,15 +353,18 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     );
     w.with(|w| w.session = Some(mcp.clone()));
     let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+    w.with(|w| w.waits.mcp += t0.elapsed());
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
+    let tool_count = tools.len();
+    // Moved, not cloned: the schemas are the bulk of a waiting persona's
+    // memory, and only the request needs them from here on.
     let specs: Vec<ToolSpec> = tools
-        .iter()
+        .into_iter()
         .map(|t| ToolSpec {
             name: names.llm_name(&t.name).unwrap_or(&t.name).to_string(),
-            description: t.description.clone(),
-            input_schema: t.input_schema.clone(),
+            description: t.description,
+            input_schema: t.input_schema,
         })
         .collect();
 
@@ -353,7 +380,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         used_modules: &[],
     };
     let main_prompt = r.prompts.main(&vars);
-    w.log(json!({"event": "session", "spaceId": space.id, "tools": tools.len(), "prompt": main_prompt}));
+    w.log(json!({"event": "session", "spaceId": space.id, "tools": tool_count, "prompt": main_prompt}));
 
     // One request, grown in place: the history and the tool set are not
     // copied again for every turn.
@@ -369,7 +396,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         let t0 = Instant::now();
         let resp = complete(r, &req).await.map_err(|e| e.to_string())?;
         w.with(|w| {
-            w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+            w.waits.llm += t0.elapsed();
             w.usage.add(resp.usage);
         });
         w.log(json!({"event": "model", "turn": turn, "stopReason": resp.stop_reason, "content": resp.content,
@@ -407,7 +434,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
             .buffered(TOOL_CALLS_IN_PARALLEL)
             .collect()
             .await;
-        w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+        w.with(|w| w.waits.mcp += t0.elapsed());
         for (id, _, _) in &uses[run_now..] {
             results.push(Block::ToolResult {
                 tool_use_id: id.clone(),
@@ -454,7 +481,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     match complete(r, &req).await {
         Ok(resp) => {
             w.with(|w| {
-                w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+                w.waits.llm += t0.elapsed();
                 w.usage.add(resp.usage);
             });
             let text: String = resp
