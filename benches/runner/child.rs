@@ -1,7 +1,7 @@
 //! The runner under test is the real binary in its own process, so its CPU
 //! and memory can be told apart from the sandbox's: `wait4` gives the child's
-//! user and system time and peak RSS; a sampler thread reads
-//! `/proc/PID/status` while it runs, to show when the peak happened.
+//! user and system time; a sampler thread reads `/proc/PID/status` while it
+//! runs for its RSS over time and its peak (`VmHWM`).
 
 use std::io::Read;
 use std::path::Path;
@@ -18,8 +18,14 @@ pub struct ChildRun {
     pub wall: Duration,
     pub user: Duration,
     pub sys: Duration,
-    /// `ru_maxrss`: peak resident set, KiB.
-    pub maxrss_kib: u64,
+    /// Peak resident set of the binary, KiB: the highest `VmHWM` read from
+    /// `/proc/PID/status` (the high-water mark of the exec'd image, so a
+    /// peak between two samples still counts).
+    pub peak_rss_kib: u64,
+    /// `ru_maxrss` from `wait4`, KiB. Not the binary's peak: Linux carries
+    /// the pre-exec high-water mark across `exec`, and `Command` spawns with
+    /// vfork, so this is at least this process's own RSS (the sandbox's).
+    pub rusage_maxrss_kib: u64,
     pub exit_code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -73,11 +79,15 @@ pub fn tick_command(
     c
 }
 
-fn vm_rss_kib(pid: i32) -> Option<u64> {
+/// `(VmRSS, VmHWM)` in KiB; `None` once the process is gone or a zombie.
+fn vm_kib(pid: i32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 fn timeval(t: libc::timeval) -> Duration {
@@ -108,14 +118,15 @@ pub fn run(mut cmd: Command) -> anyhow::Result<ChildRun> {
     let sampler = {
         let done = done.clone();
         std::thread::spawn(move || {
-            let mut v = Vec::new();
+            let (mut v, mut hwm) = (Vec::new(), 0);
             while !done.load(Ordering::Relaxed) {
-                if let Some(kib) = vm_rss_kib(pid) {
-                    v.push((t0.elapsed().as_millis() as u64, kib));
+                if let Some((rss, peak)) = vm_kib(pid) {
+                    v.push((t0.elapsed().as_millis() as u64, rss));
+                    hwm = hwm.max(peak);
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            v
+            (v, hwm)
         })
     };
     let mut status: libc::c_int = 0;
@@ -136,15 +147,17 @@ pub fn run(mut cmd: Command) -> anyhow::Result<ChildRun> {
     } else {
         -libc::WTERMSIG(status)
     };
+    let (rss_samples, peak_rss_kib) = sampler.join().unwrap_or_default();
     Ok(ChildRun {
         wall,
         user: timeval(ru.ru_utime),
         sys: timeval(ru.ru_stime),
-        maxrss_kib: ru.ru_maxrss as u64,
+        peak_rss_kib,
+        rusage_maxrss_kib: ru.ru_maxrss as u64,
         exit_code,
         stdout: out_t.join().unwrap_or_default(),
         stderr: err_t.join().unwrap_or_default(),
-        rss_samples: sampler.join().unwrap_or_default(),
+        rss_samples,
     })
 }
 

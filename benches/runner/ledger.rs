@@ -125,3 +125,43 @@ pub fn stats(ticks: &[PersonaTick]) -> Value {
         "maxInFlight": max_overlap(ticks),
     })
 }
+
+/// Where the idle slot-time of a run went, in slot-ms and as shares of
+/// `concurrency × run_ms`: outside the ledger's span (before the first
+/// persona started and after the last one finished: the tick's drain and due
+/// fetch), between the first and the last start (the pool's hand-off from a
+/// finished persona to the next), and after the last start (the tail of a
+/// finite batch: slots empty as the last personas finish, whatever the pool).
+pub fn idle(ticks: &[PersonaTick], concurrency: usize, run_ms: f64) -> Value {
+    let c = concurrency as f64;
+    let first = ticks.iter().map(|t| t.started_ms).min().unwrap_or(0);
+    let last_start = ticks.iter().map(|t| t.started_ms).max().unwrap_or(0);
+    let last_end = ticks.iter().map(|t| t.finished_ms).max().unwrap_or(0);
+    let mut ev: Vec<(i64, i32)> = ticks
+        .iter()
+        .flat_map(|t| [(t.started_ms, 1), (t.finished_ms, -1)])
+        .collect();
+    ev.sort();
+    let (mut cur, mut prev) = (0i32, first);
+    let (mut handoff, mut tail) = (0f64, 0f64);
+    for (t, d) in ev {
+        let free = c - cur as f64;
+        if prev < last_start {
+            handoff += free * (t.min(last_start) - prev) as f64;
+            if t > last_start {
+                tail += free * (t - last_start) as f64;
+            }
+        } else {
+            tail += free * (t - prev) as f64;
+        }
+        cur += d;
+        prev = t;
+    }
+    let outside = c * (run_ms - (last_end - first) as f64).max(0.0);
+    let total = c * run_ms;
+    json!({
+        "slotMs": {"outsideSpan": outside, "poolHandoff": handoff, "tail": tail},
+        "share": {"outsideSpan": outside / total, "poolHandoff": handoff / total, "tail": tail / total},
+        "tailMs": last_end - last_start,
+    })
+}

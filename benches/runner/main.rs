@@ -12,6 +12,8 @@
 //! Scenarios: occupancy, overhead, memory, startup, cost, scaling (all by
 //! default). Results: `benches/results/*.json` and `scaling.svg`.
 //! `--keep` keeps the work directory (sandbox and state databases);
+//! `--out=DIR` writes the results there instead (relative to the crate);
+//! `MANA_PERSONAS_BIN=PATH` measures another build of the binary;
 //! `--wrap='perf record -F 997 -g -o {dir}/perf.data --'` runs the binary
 //! under a profiler (`{dir}`: the scenario's work directory), keeps the work
 //! directory and writes no results (profiling runs measure the profiler too).
@@ -39,6 +41,9 @@ const SCENARIOS: &[&str] = &[
     "cost",
     "scaling",
 ];
+
+/// Runs of the occupancy and overhead scenarios; the median is reported.
+const REPEATS: usize = 3;
 
 /// Concurrency levels of the scaling run; personas per level: max(32, 4C).
 const SCALING: &[usize] = &[1, 8, 64, 256];
@@ -80,6 +85,7 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         .map(|a| a.replace("{dir}", &dir.display().to_string()))
         .collect();
     let cmd = child::tick_command(&ctx.bin, &fixture.sb.url(), &home, concurrency, &wrap);
+    let load = machine_load();
     let cpu0 = child::self_cpu();
     let run = tokio::task::spawn_blocking(move || child::run(cmd)).await??;
     let sandbox_cpu = child::self_cpu().saturating_sub(cpu0);
@@ -133,11 +139,17 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         "runnerCpuMs": {"user": ms(run.user), "sys": ms(run.sys), "total": ms(run.cpu()),
                          "perPersonaTick": ms(run.cpu()) / ran.max(1.0)},
         "sandboxCpuMs": ms(sandbox_cpu),
+        // The tick runs on one thread: its busy share says how close the
+        // runner itself is to being the limit.
+        "runnerThreadBusy": ms(run.cpu()) / wall_ms,
         "cpuBusyShare": {"runner": ms(run.cpu()) / (wall_ms * ctx.cores as f64),
                           "sandbox": ms(sandbox_cpu) / (wall_ms * ctx.cores as f64),
                           "total": (ms(run.cpu()) + ms(sandbox_cpu)) / (wall_ms * ctx.cores as f64)},
-        "runnerPeakRssKiB": run.maxrss_kib,
+        "runnerPeakRssKiB": run.peak_rss_kib,
+        "rusageMaxrssKiB(notTheRunner'sPeak)": run.rusage_maxrss_kib,
         "ledger": stats,
+        "idleSlots": ledger::idle(&ticks, concurrency, tick_ms),
+        "machineLoadBefore": load,
         "data": {"actionsReported": n("actions"), "actionRowsStored": db_actions,
                   "ratingsReported": n("ratings"), "feedbackRowsStored": db_feedback,
                   "outboxPending": n("outboxPending"), "personasStillDue": still_due, "rowsLost": lost},
@@ -153,6 +165,61 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
     })
 }
 
+/// Others share this machine: the 1-minute load and the CPU pressure just
+/// before a run say how quiet it was.
+fn machine_load() -> Value {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let psi = std::fs::read_to_string("/proc/pressure/cpu").unwrap_or_default();
+    let some10 = psi
+        .lines()
+        .find(|l| l.starts_with("some"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("avg10="))
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    json!({
+        "loadavg1": loadavg.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()),
+        "cpuPressureSomeAvg10": some10,
+    })
+}
+
+/// Runs `once` `REPEATS` times; the run with the median of `key` is the
+/// result, every run's headline numbers are kept beside it.
+async fn repeated<F, Fut>(key: &[&str], once: F) -> anyhow::Result<Value>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+{
+    let mut runs = Vec::new();
+    for i in 0..REPEATS {
+        runs.push(once(i).await?);
+    }
+    let at = |v: &Value| {
+        key.iter()
+            .fold(v, |v, k| &v[*k])
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    runs.sort_by(|a, b| at(a).total_cmp(&at(b)));
+    let headline: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "slotOccupancyTick": r["slotOccupancy"]["tick"],
+                "slotOccupancyProcess": r["slotOccupancy"]["process"],
+                "personaTicksPerSecond": r["personaTicksPerSecond"]["tick"],
+                "runnerShare": r["ledger"]["runnerShare"],
+                "runnerCpuMsPerPersonaTick": r["runnerCpuMs"]["perPersonaTick"],
+                "machineLoadBefore": r["machineLoadBefore"],
+            })
+        })
+        .collect();
+    let mut median = runs.swap_remove(runs.len() / 2);
+    median["repeats"] = json!({"by": key.join("."), "runs": headline});
+    Ok(median)
+}
+
 fn write_json(ctx: &Ctx, name: &str, v: &Value) -> anyhow::Result<()> {
     let path = ctx.results.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(v)? + "\n")?;
@@ -164,53 +231,87 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
-/// 1. 512 due personas, LLM 100 ms per response, concurrency 64.
+/// Scenario 1: 512 due personas, LLM 100 ms per response, concurrency 64; and once
+/// with 1024, to show what part of the idle slots is the batch's tail.
 async fn occupancy(ctx: &Ctx) -> anyhow::Result<Value> {
+    let mut r = occupancy_512(ctx).await?;
     let w = World {
-        personas: 512,
+        personas: 1024,
         llm_latency_ms: 100,
         directive: UNIFORM,
     };
-    let m = tick_run(ctx, "occupancy", w, 64).await?;
-    let r = &m.report;
+    let m = tick_run(ctx, "occupancy-1024", w, 64).await?;
+    let l = &m.report;
     println!(
-        "occupancy: {:.1} persona-ticks/s; slot occupancy {:.3} (tick) / {:.3} (process); runner's own share {:.2} % ({:.1} ms of a {:.0} ms persona-tick)",
-        f(&r["personaTicksPerSecond"]["tick"]),
-        f(&r["slotOccupancy"]["tick"]),
-        f(&r["slotOccupancy"]["process"]),
-        f(&r["ledger"]["runnerShare"]) * 100.0,
-        f(&r["ledger"]["runnerOwnMsPerTick"]["mean"]),
-        f(&r["ledger"]["durationMs"]["mean"]),
+        "occupancy with 1024 personas: slot occupancy {:.3} (tick), idle: tail {:.1} %, hand-off {:.1} %",
+        f(&l["slotOccupancy"]["tick"]),
+        f(&l["idleSlots"]["share"]["tail"]) * 100.0,
+        f(&l["idleSlots"]["share"]["poolHandoff"]) * 100.0,
     );
-    let mut r = m.report.clone();
-    r["cost"] = cost::report(&m.fixture.sb, m.ticks.len())?;
+    r["with1024Personas"] = json!({
+        "slotOccupancy": l["slotOccupancy"], "idleSlots": l["idleSlots"],
+        "personaTicksPerSecond": l["personaTicksPerSecond"], "runnerShare": l["ledger"]["runnerShare"],
+        "durationMs": l["ledger"]["durationMs"], "machineLoadBefore": l["machineLoadBefore"],
+    });
     m.fixture.sb.shutdown().await;
     Ok(r)
 }
 
-/// 2. LLM latency 0: the runner's CPU per persona-tick.
+async fn occupancy_512(ctx: &Ctx) -> anyhow::Result<Value> {
+    repeated(&["slotOccupancy", "tick"], |i| async move {
+        let w = World {
+            personas: 512,
+            llm_latency_ms: 100,
+            directive: UNIFORM,
+        };
+        let m = tick_run(ctx, &format!("occupancy-{i}"), w, 64).await?;
+        let r = &m.report;
+        println!(
+            "occupancy: {:.1} persona-ticks/s; slot occupancy {:.3} (tick) / {:.3} (process), idle: tail {:.1} %, hand-off {:.1} %, outside {:.1} %; runner's own share {:.2} % ({:.1} ms of a {:.0} ms persona-tick)",
+            f(&r["personaTicksPerSecond"]["tick"]),
+            f(&r["slotOccupancy"]["tick"]),
+            f(&r["slotOccupancy"]["process"]),
+            f(&r["idleSlots"]["share"]["tail"]) * 100.0,
+            f(&r["idleSlots"]["share"]["poolHandoff"]) * 100.0,
+            f(&r["idleSlots"]["share"]["outsideSpan"]) * 100.0,
+            f(&r["ledger"]["runnerShare"]) * 100.0,
+            f(&r["ledger"]["runnerOwnMsPerTick"]["mean"]),
+            f(&r["ledger"]["durationMs"]["mean"]),
+        );
+        let mut r = m.report.clone();
+        r["cost"] = cost::report(&m.fixture.sb, m.ticks.len())?;
+        m.fixture.sb.shutdown().await;
+        Ok(r)
+    })
+    .await
+}
+
+/// Scenario 2: LLM latency 0: the runner's CPU per persona-tick.
 async fn overhead(ctx: &Ctx) -> anyhow::Result<Value> {
-    let w = World {
-        personas: 512,
-        llm_latency_ms: 0,
-        directive: UNIFORM,
-    };
-    let m = tick_run(ctx, "overhead", w, 64).await?;
-    let r = &m.report;
-    println!(
-        "overhead: runner CPU {:.3} ms per persona-tick (user {:.0} ms + sys {:.0} ms over {} ticks); sandbox CPU {:.0} ms",
-        f(&r["runnerCpuMs"]["perPersonaTick"]),
-        f(&r["runnerCpuMs"]["user"]),
-        f(&r["runnerCpuMs"]["sys"]),
-        m.ticks.len(),
-        ms(m.sandbox_cpu),
-    );
-    let r = m.report.clone();
-    m.fixture.sb.shutdown().await;
-    Ok(r)
+    repeated(&["runnerCpuMs", "perPersonaTick"], |i| async move {
+        let w = World {
+            personas: 512,
+            llm_latency_ms: 0,
+            directive: UNIFORM,
+        };
+        let m = tick_run(ctx, &format!("overhead-{i}"), w, 64).await?;
+        let r = &m.report;
+        println!(
+            "overhead: runner CPU {:.3} ms per persona-tick (user {:.0} ms + sys {:.0} ms over {} ticks); sandbox CPU {:.0} ms",
+            f(&r["runnerCpuMs"]["perPersonaTick"]),
+            f(&r["runnerCpuMs"]["user"]),
+            f(&r["runnerCpuMs"]["sys"]),
+            m.ticks.len(),
+            ms(m.sandbox_cpu),
+        );
+        let r = m.report.clone();
+        m.fixture.sb.shutdown().await;
+        Ok(r)
+    })
+    .await
 }
 
-/// 3. 256 personas in flight at once, every one waiting on a slow LLM.
+/// Scenario 3: 256 personas in flight at once, every one waiting on a slow LLM.
 async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
     let w = World {
         personas: 256,
@@ -242,12 +343,12 @@ async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
         "lastStartAfterFirstMs": last_start - first,
         "firstFinishAfterFirstStartMs": first_end - first,
     });
-    r["rss"] = json!({"peakKiB": m.child.maxrss_kib, "peakMiB": m.child.maxrss_kib as f64 / 1024.0,
-                      "sampledPeakKiB": peak_sample, "sampledPeakAtMs": peak_at,
+    r["rss"] = json!({"peakKiB": m.child.peak_rss_kib, "peakMiB": m.child.peak_rss_kib as f64 / 1024.0,
+                      "highestSampledRssKiB": peak_sample, "highestSampledRssAtMs": peak_at,
                       "samples(ms,KiB)": samples});
     println!(
         "memory: peak RSS {:.1} MiB with {} personas in flight at once (all started within {} ms, first finished after {} ms)",
-        m.child.maxrss_kib as f64 / 1024.0,
+        m.child.peak_rss_kib as f64 / 1024.0,
         ledger::max_overlap(&m.ticks),
         last_start - first,
         first_end - first
@@ -256,7 +357,7 @@ async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(r)
 }
 
-/// 4. `password EMAIL` and `catalog check` start-up, by hyperfine.
+/// Scenario 4: `password EMAIL` and `catalog check` start-up, by hyperfine.
 async fn startup(ctx: &Ctx) -> anyhow::Result<Value> {
     let dir = ctx.work.join("startup");
     std::fs::create_dir_all(&dir)?;
@@ -297,7 +398,7 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-/// 5. Cost on the scripted model's own varied days.
+/// Scenario 5: Cost on the scripted model's own varied days.
 async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
     let w = World {
         personas: 128,
@@ -322,7 +423,7 @@ async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(r)
 }
 
-/// 6. Throughput at concurrency 1, 8, 64, 256 (LLM 100 ms), and the chart.
+/// Scenario 6: Throughput at concurrency 1, 8, 64, 256 (LLM 100 ms), and the chart.
 async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
     let mut levels = Vec::new();
     let mut points = Vec::new();
@@ -335,13 +436,14 @@ async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
         let m = tick_run(ctx, &format!("scaling-{c}"), w, c).await?;
         let r = m.report.clone();
         println!(
-            "scaling: concurrency {c:>3}: {:>6.1} persona-ticks/s, occupancy {:.3}, mean persona-tick {:.0} ms; CPU busy runner {:.0} % + sandbox {:.0} % of {} cores",
+            "scaling: concurrency {c:>3}: {:>6.1} persona-ticks/s, occupancy {:.3}, mean persona-tick {:.0} ms; CPU busy runner {:.0} % + sandbox {:.0} % of {} cores (runner thread {:.0} % busy)",
             f(&r["personaTicksPerSecond"]["process"]),
             f(&r["slotOccupancy"]["process"]),
             f(&r["ledger"]["durationMs"]["mean"]),
             f(&r["cpuBusyShare"]["runner"]) * 100.0,
             f(&r["cpuBusyShare"]["sandbox"]) * 100.0,
-            ctx.cores
+            ctx.cores,
+            f(&r["runnerThreadBusy"]) * 100.0,
         );
         points.push(chart::Point {
             concurrency: c as f64,
@@ -426,7 +528,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mana-personas")));
     let bin = work.join("mana-personas");
     std::fs::copy(&src, &bin).with_context(|| format!("copy {}", src.display()))?;
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    // `--out=DIR` (relative to the crate): e.g. a "before" run of an older
+    // binary given by MANA_PERSONAS_BIN.
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        std::env::args()
+            .find_map(|a| a.strip_prefix("--out=").map(str::to_string))
+            .unwrap_or_else(|| "benches/results".to_string()),
+    );
     std::fs::create_dir_all(&results)?;
     let m = machine(cores);
     println!("machine: {m}");

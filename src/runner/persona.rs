@@ -84,9 +84,15 @@ struct WaitTimes {
     platform: Duration,
 }
 
+/// Milliseconds, rounded: the duration and the waits round alike, so the
+/// runner's own share (duration − waits) carries no rounding bias.
+fn rounded_ms(d: Duration) -> u64 {
+    (d.as_micros() as u64 + 500) / 1000
+}
+
 impl WaitTimes {
     fn report(&self) -> Waits {
-        let ms = |d: Duration| (d.as_micros() as u64 + 500) / 1000;
+        let ms = rounded_ms;
         Waits {
             llm_ms: ms(self.llm),
             mcp_ms: ms(self.mcp),
@@ -295,7 +301,7 @@ pub async fn run(
         modules: modules.into_iter().collect(),
         ratings: feedback.len(),
         tokens: w.usage,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: rounded_ms(started.elapsed()),
         delivery,
         warnings: w.warnings.clone(),
         waits: w.waits.report(),
