@@ -10,7 +10,7 @@ use futures::StreamExt;
 use mana_personas::http::RetryPolicy;
 use mana_personas::llm::anthropic::{AnthropicClient, AnthropicConfig, DEFAULT_MODEL};
 use mana_personas::llm::openai::{OpenAiClient, OpenAiConfig};
-use mana_personas::llm::sse::{read_anthropic, read_openai};
+use mana_personas::llm::sse::{self, read_anthropic, read_openai};
 use mana_personas::llm::{
     Block, ChatRequest, ChatResponse, LlmClient, LlmError, Message, Role, StopReason, ToolSpec,
     Usage,
@@ -696,6 +696,117 @@ async fn openai_stream_parses_the_same_at_every_split() {
         let got = read_openai(chunks(parts)).await.unwrap();
         assert_eq!(got, expected);
     }
+}
+
+/// Found by `fuzz/anthropic_sse` (minimised input: the three BOM bytes):
+/// eventsource-stream 0.2.3 slices a leading U+FEFF as if it were one byte and
+/// panicked. The SSE format allows one BOM; it must be dropped at any split,
+/// and anything else that starts with one must fail cleanly.
+#[tokio::test]
+async fn a_leading_bom_is_dropped_at_every_split_and_never_panics() {
+    const BOM: &str = "\u{feff}";
+    let want_a = read_anthropic(chunks(vec![ANTHROPIC_STREAM.into()]))
+        .await
+        .unwrap();
+    for parts in splits(&format!("{BOM}{ANTHROPIC_STREAM}")) {
+        assert_eq!(read_anthropic(chunks(parts)).await.unwrap(), want_a);
+    }
+    let want_o = read_openai(chunks(vec![OPENAI_STREAM.into()]))
+        .await
+        .unwrap();
+    for parts in splits(&format!("{BOM}{OPENAI_STREAM}")) {
+        assert_eq!(read_openai(chunks(parts)).await.unwrap(), want_o);
+    }
+    // Only one BOM is the format's: a second one makes `event: message_start`
+    // an unknown field. No panic, and the JSON `type` still names the event.
+    let twice = format!("{BOM}{BOM}{ANTHROPIC_STREAM}");
+    for parts in splits(&twice) {
+        assert_eq!(read_anthropic(chunks(parts)).await.unwrap(), want_a);
+    }
+    // The fuzzer's input, and a BOM cut short: clean errors.
+    for raw in [BOM.as_bytes().to_vec(), vec![0xEF, 0xBB]] {
+        let err = read_anthropic(chunks(vec![raw.clone()])).await.unwrap_err();
+        assert!(matches!(err, LlmError::Stream { .. }), "{err}");
+        let err = read_openai(chunks(vec![raw])).await.unwrap_err();
+        assert!(matches!(err, LlmError::Stream { .. }), "{err}");
+    }
+}
+
+/// Found by `fuzz/anthropic_sse`: the error kind is the server's text too, and
+/// a 150-character `type` made a 458-character error line. Kinds are cut like
+/// messages; a blank one falls back to the default instead of being empty.
+#[tokio::test]
+async fn server_error_kinds_are_cut_and_never_blank() {
+    let essay = "overloaded_error".repeat(300);
+    let anthropic_err = |ty: &str| {
+        format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "error": {"type": ty, "message": "Overloaded"}})
+        )
+    };
+    let openai_err = |ty: &str, code: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"error": {"type": ty, "code": code, "message": "Overloaded"}})
+        )
+    };
+    let cases = [
+        (
+            read_anthropic(chunks(vec![anthropic_err(&essay).into()])).await,
+            true,
+        ),
+        (
+            read_anthropic(chunks(vec![anthropic_err("  ").into()])).await,
+            false,
+        ),
+        (
+            read_openai(chunks(vec![openai_err(&essay, "").into()])).await,
+            true,
+        ),
+        (
+            read_openai(chunks(vec![openai_err("", " ").into()])).await,
+            false,
+        ),
+    ];
+    for (got, long) in cases {
+        let err = got.unwrap_err();
+        let LlmError::Stream { ref kind, .. } = err else {
+            panic!("{err:?}");
+        };
+        if long {
+            assert_eq!(kind.chars().count(), sse::KIND_CHARS + 1, "{kind}");
+            assert!(kind.starts_with("overloaded_error") && kind.ends_with('…'));
+        } else {
+            assert_eq!(kind, "api_error");
+        }
+        assert!(err.to_string().chars().count() < 450, "{err}");
+    }
+}
+
+/// The same over real HTTP: a provider whose stream starts with a BOM is
+/// read like any other.
+#[tokio::test]
+async fn anthropic_client_reads_a_bom_prefixed_stream_over_http() {
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(|| async {
+            (
+                [("content-type", "text/event-stream")],
+                format!("\u{feff}{CANNED_END_TURN}"),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = anthropic(&format!("http://{addr}"), RetryPolicy::NONE);
+    let r = client
+        .complete(&first_request("You are Kim."))
+        .await
+        .unwrap();
+    assert_eq!(r.stop_reason, StopReason::EndTurn);
+    assert_eq!(r.content, vec![Block::Text { text: "ok".into() }]);
+    server.abort();
 }
 
 #[tokio::test]

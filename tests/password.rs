@@ -141,6 +141,19 @@ proptest! {
         // Deterministic: seeding and every later login must agree.
         prop_assert_eq!(pw, derive_raw(&secret, &email));
     }
+
+    /// The same shape through the public entry point, with the secret as a
+    /// string (what the config hands over), in both modes.
+    #[test]
+    fn derived_password_is_at_most_32_alphanumerics(
+        secret in any::<String>().prop_filter("empty is refused", |s| !s.is_empty() && s != DEV_FALLBACK_SECRET),
+        email in any::<String>(),
+        production in any::<bool>(),
+    ) {
+        let pw = derive(&SecretString::from(secret.clone()), &email, production).unwrap();
+        prop_assert!(is_password_shaped(pw.expose_secret()), "{:?}", pw.expose_secret());
+        prop_assert_eq!(pw.expose_secret(), derive_raw(secret.as_bytes(), &email));
+    }
 }
 
 // ------------------------------------------------------------- the binary

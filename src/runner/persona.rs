@@ -39,6 +39,17 @@ pub enum RunOutcome {
     Failed,
 }
 
+impl RunOutcome {
+    /// The metrics label and log value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::ZeroActions => "zero_actions",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// Where a tick's rows are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "detail", rename_all = "snake_case")]
@@ -209,8 +220,13 @@ pub async fn run(
     if let Some(s) = work.with(|w| w.session.take())
         && let Ok(s) = Arc::try_unwrap(s)
     {
+        let bound = if cancel.is_cancelled() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
         let t0 = Instant::now();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
+        let _ = tokio::time::timeout(bound, s.close()).await;
         work.with(|w| w.waits.mcp += t0.elapsed());
     }
     let (actions, feedback) = work.with(|w| {
@@ -236,7 +252,9 @@ pub async fn run(
     let delivery = if actions.is_empty() {
         Delivery::Nothing
     } else {
-        deliver(r, p, tick_id, &actions, &feedback).await
+        // After an abort the process is about to exit: queue only, so the
+        // stop is not held up by posting; the next start posts the rows.
+        deliver(r, p, tick_id, &actions, &feedback, !cancel.is_cancelled()).await
     };
     work.with(|w| w.waits.platform += t0.elapsed());
 
@@ -296,17 +314,14 @@ pub async fn run(
             "actions": actions, "feedback": feedback, "report": report,
         })
     });
-    let outcome_str = serde_json::to_value(report.outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let outcome_str = report.outcome.as_str();
     if let Err(e) = r.state.ledger_write(
         tick_id,
         &p.user_id,
         &p.email,
         started_at,
         finished,
-        &outcome_str,
+        outcome_str,
         &transcript,
     ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
@@ -385,7 +400,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     for turn in 1..=s.max_turns {
         w.stage(format!("main turn {turn}"));
         let t0 = Instant::now();
-        let resp = r.llm.complete(&req).await.map_err(|e| e.to_string())?;
+        let resp = complete(r, &req).await.map_err(|e| e.to_string())?;
         w.with(|w| {
             w.waits.llm += t0.elapsed();
             w.usage.add(resp.usage);
@@ -419,7 +434,9 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         let run_now = uses.len().min(budget);
         let t0 = Instant::now();
         let mut results: Vec<Block> = futures::stream::iter(uses[..run_now].iter().cloned())
-            .map(|(id, llm_name, input)| call_tool(&mcp, &names, w, tick_id, id, llm_name, input))
+            .map(|(id, llm_name, input)| {
+                call_tool(r, &mcp, &names, w, tick_id, id, llm_name, input)
+            })
             .buffered(TOOL_CALLS_IN_PARALLEL)
             .collect()
             .await;
@@ -467,7 +484,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         max_tokens: 1024,
     };
     let t0 = Instant::now();
-    match r.llm.complete(&req).await {
+    match complete(r, &req).await {
         Ok(resp) => {
             w.with(|w| {
                 w.waits.llm += t0.elapsed();
@@ -493,7 +510,9 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
 }
 
 /// One tool call through MCP, recorded as an action row by its own result.
+#[allow(clippy::too_many_arguments)]
 async fn call_tool(
+    r: &Runner,
     mcp: &McpSession,
     names: &ToolNames,
     w: &Work,
@@ -527,7 +546,9 @@ async fn call_tool(
             format!("arguments must be a JSON object, got {other}"),
         ),
     };
-    let latency = started.elapsed().as_millis() as u64;
+    let took = started.elapsed();
+    r.metrics.tool_call(mcp_name, !is_error, took);
+    let latency = took.as_millis() as u64;
     w.finish_call(
         slot,
         ActionRow {
@@ -545,6 +566,24 @@ async fn call_tool(
     );
     w.log(json!({"event": "tool", "tool": mcp_name, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     result(text, is_error)
+}
+
+/// One model call, counted in the metrics by its final status.
+async fn complete(
+    r: &Runner,
+    req: &ChatRequest,
+) -> Result<crate::llm::ChatResponse, crate::llm::LlmError> {
+    let provider = r.llm.provider();
+    let res = r.llm.complete(req).await;
+    match &res {
+        Ok(resp) => r
+            .metrics
+            .llm_request(provider, "200".into(), resp.retries, resp.usage),
+        Err(e) => r
+            .metrics
+            .llm_request(provider, e.status_label(), e.retries(), Usage::default()),
+    }
+    res
 }
 
 /// moduleMix keys, highest weight first, ties by name.
@@ -565,6 +604,7 @@ async fn deliver(
     tick_id: &str,
     actions: &[ActionRow],
     feedback: &[FeedbackRow],
+    post_now: bool,
 ) -> Delivery {
     let a = ActionsBatch {
         actions: actions.to_vec(),
@@ -584,6 +624,9 @@ async fn deliver(
             return Delivery::Refused(e.to_string());
         }
         return Delivery::Posted;
+    }
+    if !post_now {
+        return Delivery::Queued("runner shutting down; posted at the next start".into());
     }
     let report = super::tick::drain(r, Some(&p.user_id)).await;
     if let Some(u) = report.refused.iter().find(|u| u.tick_id == tick_id) {

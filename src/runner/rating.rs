@@ -168,14 +168,93 @@ mod tests {
         }
     }
 
+    /// Any JSON value a model might put where a rating belongs.
+    fn any_rating() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<f64>()
+                .prop_filter("JSON has no NaN/inf", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| Value::from(f.to_string())),
+            "[ 0-9.eE+-]{0,12}".prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+        ]
+    }
+
+    /// A rating object: a used module in any case, or an invented one; notes
+    /// of any length (some far over the 1000-char cut) or none.
+    fn any_entry() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let module = prop_oneof![
+            proptest::sample::select(vec!["todo", "TODO", " journal ", "Mood", "invoices", ""])
+                .prop_map(str::to_string),
+            ".{0,12}",
+        ];
+        let notes = prop_oneof![
+            Just(None),
+            ".{0,40}".prop_map(Some),
+            (".{1,3}", 300..700usize).prop_map(|(s, n)| Some(s.repeat(n))),
+        ];
+        (module, any_rating(), notes).prop_map(|(m, r, n)| {
+            let mut o = serde_json::json!({"module": m, "rating": r});
+            if let Some(n) = n {
+                o["notes"] = Value::from(n);
+            }
+            o
+        })
+    }
+
+    /// What every parse result must be: ratings in 1..=5, notes non-empty and
+    /// at most 1000 chars, and either the single `__parse` row or rows only
+    /// for used modules, at most one each.
+    fn valid(rows: &[Rating], used: &[String]) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert;
+        for r in rows {
+            prop_assert!((1..=5).contains(&r.rating), "{r:?}");
+            if let Some(n) = &r.notes {
+                prop_assert!(!n.is_empty() && n.chars().count() <= NOTES_CHARS);
+            }
+        }
+        if !(rows.len() == 1 && rows[0].module == PARSE_MODULE) {
+            for (i, r) in rows.iter().enumerate() {
+                prop_assert!(used.contains(&r.module), "{r:?}");
+                prop_assert!(rows[..i].iter().all(|o| o.module != r.module), "{r:?}");
+            }
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_and_never_leaves_1_to_5(text in ".{0,400}", n in proptest::num::f64::ANY) {
-            let mut all = parse(&text, &used());
-            all.extend(parse(&format!(r#"{{"ratings":[{{"module":"mood","rating":{n}}}]}}"#), &used()));
-            for r in all {
-                proptest::prop_assert!((1..=5).contains(&r.rating));
-            }
+            valid(&parse(&text, &used()), &used())?;
+            let one = parse(&format!(r#"{{"ratings":[{{"module":"mood","rating":{n}}}]}}"#), &used());
+            valid(&one, &used())?;
+        }
+
+        #[test]
+        fn structured_answers_stay_in_1_to_5(
+            entries in proptest::collection::vec(any_entry(), 0..8),
+            wrap in 0..5usize,
+            prose in "[^{}\\[\\]]{0,40}",
+        ) {
+            let body = serde_json::json!({"ratings": entries});
+            let text = match wrap {
+                0 => body.to_string(),
+                1 => format!("```json\n{body:#}\n```"),
+                2 => format!("{prose} {body} {prose}"),
+                3 => serde_json::Value::Array(entries).to_string(),
+                // A cut-off answer: never a panic either.
+                _ => {
+                    let s = serde_json::Value::Array(entries).to_string();
+                    let cut = s.char_indices().nth(s.chars().count() * 2 / 3).map_or(s.len(), |(i, _)| i);
+                    format!("{prose}{}", &s[..cut])
+                }
+            };
+            valid(&parse(&text, &used()), &used())?;
         }
     }
 }

@@ -148,5 +148,54 @@ mod tests {
                 }
             }
         }
+
+        /// Never collides silently: on alphabets small enough that collisions
+        /// are common (`a.b` vs `a_b`, `/` vs ` `, and names around the
+        /// 64-char hash cut), `build` refuses exactly when two distinct names
+        /// share an encoding, and otherwise every LLM name is unique and maps
+        /// back to its own MCP name.
+        #[test]
+        fn collisions_are_refused_never_silent(
+            names in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[ab._/ ]{0,4}",
+                    "[ab]{50,60}[._]?[ab]{0,12}",
+                    "a{55}_[0-9a-f]{8}",
+                ],
+                1..10,
+            )
+        ) {
+            let mut by_code: HashMap<String, &str> = HashMap::new();
+            let mut clash = false;
+            for n in &names {
+                let e = encode(n);
+                proptest::prop_assert!(legal(&e), "{e}");
+                match by_code.get(&e) {
+                    Some(first) if *first != n.as_str() => clash = true,
+                    _ => {
+                        by_code.insert(e, n);
+                    }
+                }
+            }
+            match ToolNames::build(names.iter().map(String::as_str)) {
+                Ok(t) => {
+                    proptest::prop_assert!(!clash, "accepted a colliding set: {names:?}");
+                    let mut seen: HashMap<&str, &str> = HashMap::new();
+                    for n in &names {
+                        let e = t.llm_name(n).unwrap();
+                        proptest::prop_assert_eq!(t.mcp_name(e), Some(n.as_str()));
+                        if let Some(other) = seen.insert(e, n) {
+                            proptest::prop_assert_eq!(other, n.as_str(), "shared LLM name {}", e);
+                        }
+                    }
+                }
+                Err(c) => {
+                    proptest::prop_assert!(clash, "refused a set without a collision: {names:?}");
+                    proptest::prop_assert!(names.contains(&c.first) && names.contains(&c.second));
+                    proptest::prop_assert_eq!(encode(&c.first), c.encoded.clone());
+                    proptest::prop_assert_eq!(encode(&c.second), c.encoded);
+                }
+            }
+        }
     }
 }
