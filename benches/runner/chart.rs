@@ -19,12 +19,12 @@ pub struct Point {
     pub machine_busy: f64,
 }
 
-const W: f64 = 720.0;
-const H: f64 = 460.0;
+const W: f64 = 820.0;
+const H: f64 = 540.0;
 const L: f64 = 80.0;
 const R: f64 = 30.0;
 const T: f64 = 50.0;
-const B: f64 = 70.0;
+const B: f64 = 150.0;
 
 fn decades(lo: f64, hi: f64) -> (f64, f64) {
     (lo.log10().floor(), hi.log10().ceil())
@@ -127,24 +127,52 @@ pub fn svg(title: &str, points: &[Point]) -> String {
         r##"<polyline points="{}" fill="none" stroke="#1f6fb4" stroke-width="2"/>"##,
         path.join(" ")
     );
-    for p in points {
+    // Each point's numbers in a column under the axis, at its x.
+    for (i, p) in points.iter().enumerate() {
         let (x, y) = (px(p.concurrency), py(p.throughput));
-        // Labels of points near the right edge go to their left.
-        let (lx, anchor) = if x > W - R - 160.0 {
-            (x - 8.0, "end")
+        let anchor = if i == 0 {
+            "start"
+        } else if i + 1 == points.len() {
+            "end"
         } else {
+            "middle"
+        };
+        // The value above-left of its point; the first one right of it, off the axis.
+        let (vx, va) = if i == 0 {
             (x + 8.0, "start")
+        } else {
+            (x - 6.0, "end")
         };
         let _ = writeln!(
             s,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#1f6fb4"/><text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}">{:.1}/s, CPU {:.0} % ({:.0} %), machine {:.0} %</text>"##,
-            y + 18.0,
-            p.throughput,
-            p.cpu_busy * 100.0,
-            p.runner_busy * 100.0,
-            p.machine_busy * 100.0
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#1f6fb4"/><text x="{vx:.1}" y="{:.1}" text-anchor="{va}" fill="#1f6fb4">{:.1}</text>"##,
+            y - 8.0,
+            p.throughput
         );
+        for (k, line) in [
+            format!("{:.1} /s", p.throughput),
+            format!(
+                "CPU {:.0} % ({:.0} %)",
+                p.cpu_busy * 100.0,
+                p.runner_busy * 100.0
+            ),
+            format!("machine {:.0} %", p.machine_busy * 100.0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{line}</text>"#,
+                H - B + 66.0 + 15.0 * k as f64
+            );
+        }
     }
+    let _ = writeln!(
+        s,
+        r##"<text x="{L}" y="{:.1}" fill="#555">Under each point: throughput; CPU: share of all cores busy with runner + sandbox (runner alone); machine: all users.</text>"##,
+        H - 12.0
+    );
     let _ = writeln!(
         s,
         r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999" stroke-dasharray="6 4"/><text x="{}" y="{}">linear from concurrency 1</text>"##,
@@ -157,7 +185,7 @@ pub fn svg(title: &str, points: &[Point]) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#1f6fb4" stroke-width="2"/><text x="{}" y="{}">measured; CPU: share of all cores busy with runner + sandbox (runner alone); machine: all users</text>"##,
+        r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#1f6fb4" stroke-width="2"/><text x="{}" y="{}">measured</text>"##,
         L + 20.0,
         T + 34.0,
         L + 60.0,

@@ -10,7 +10,8 @@
 //! checks that every row the runner reports reached the sandbox's database.
 //!
 //! Scenarios: occupancy, overhead, memory, startup, cost, scaling (all by
-//! default). Results: `benches/results/*.json` and `scaling.svg`.
+//! default). Results: `benches/results/*.json` and `scaling.svg`; `chart`
+//! redraws the SVG from `scaling.json`.
 //! `--keep` keeps the work directory (sandbox and state databases);
 //! `--out=DIR` writes the results there instead (relative to the crate);
 //! `MANA_PERSONAS_BIN=PATH` measures another build of the binary;
@@ -41,6 +42,9 @@ const SCENARIOS: &[&str] = &[
     "cost",
     "scaling",
 ];
+
+/// Not a measurement: redraws scaling.svg from scaling.json.
+const CHART: &str = "chart";
 
 /// Runs of the occupancy and overhead scenarios; the median is reported.
 const REPEATS: usize = 5;
@@ -451,7 +455,6 @@ async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
 /// Scenario 6: Throughput at concurrency 1, 8, 64, 256 (LLM 100 ms), and the chart.
 async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
     let mut levels = Vec::new();
-    let mut points = Vec::new();
     for &c in SCALING {
         let w = World {
             personas: (4 * c).max(32),
@@ -471,16 +474,25 @@ async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
             f(&r["cpuBusyShare"]["machine"]) * 100.0,
             f(&r["runnerThreadBusy"]) * 100.0,
         );
-        points.push(chart::Point {
-            concurrency: c as f64,
+        levels.push(r);
+        m.fixture.sb.shutdown().await;
+    }
+    draw(ctx, &levels)?;
+    Ok(json!({ "levels": levels }))
+}
+
+/// Writes `scaling.svg` from the levels' reports.
+fn draw(ctx: &Ctx, levels: &[Value]) -> anyhow::Result<()> {
+    let points: Vec<chart::Point> = levels
+        .iter()
+        .map(|r| chart::Point {
+            concurrency: f(&r["concurrency"]),
             throughput: f(&r["personaTicksPerSecond"]["process"]),
             cpu_busy: f(&r["cpuBusyShare"]["total"]),
             runner_busy: f(&r["cpuBusyShare"]["runner"]),
             machine_busy: f(&r["cpuBusyShare"]["machine"]),
-        });
-        levels.push(r);
-        m.fixture.sb.shutdown().await;
-    }
+        })
+        .collect();
     let svg = chart::svg(
         &format!(
             "mana-personas tick: throughput vs concurrency (LLM 100 ms, {} cores)",
@@ -491,7 +503,18 @@ async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
     let path = ctx.results.join("scaling.svg");
     std::fs::write(&path, svg)?;
     println!("  -> {}", path.display());
-    Ok(json!({ "levels": levels }))
+    Ok(())
+}
+
+/// `chart`: redraws scaling.svg from the scaling.json already in the results.
+fn redraw(ctx: &Ctx) -> anyhow::Result<()> {
+    let v: Value = serde_json::from_slice(&std::fs::read(ctx.results.join("scaling.json"))?)?;
+    let levels = v["result"]["levels"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    anyhow::ensure!(!levels.is_empty(), "no levels in scaling.json");
+    draw(ctx, &levels)
 }
 
 fn machine(cores: usize) -> Value {
@@ -542,7 +565,10 @@ fn main() -> anyhow::Result<()> {
     if wanted.is_empty() {
         wanted = SCENARIOS.iter().map(|s| s.to_string()).collect();
     }
-    if let Some(bad) = wanted.iter().find(|w| !SCENARIOS.contains(&w.as_str())) {
+    if let Some(bad) = wanted
+        .iter()
+        .find(|w| !SCENARIOS.contains(&w.as_str()) && *w != CHART)
+    {
         anyhow::bail!("unknown scenario {bad:?}; known: {}", SCENARIOS.join(", "));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -570,7 +596,7 @@ fn main() -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let needs_template = wanted.iter().any(|w| w != "startup");
+        let needs_template = wanted.iter().any(|w| w != "startup" && w != CHART);
         let template = if needs_template {
             let most = SCALING.iter().map(|c| (4 * c).max(32)).max().unwrap_or(512);
             let t0 = std::time::Instant::now();
@@ -597,8 +623,14 @@ fn main() -> anyhow::Result<()> {
             wrap,
         };
         std::fs::create_dir_all(&ctx.results)?;
-        write_json(&ctx, "machine", &m)?;
+        if wanted.iter().any(|w| w != CHART) {
+            write_json(&ctx, "machine", &m)?;
+        }
         for w in &wanted {
+            if w == CHART {
+                redraw(&ctx)?;
+                continue;
+            }
             let v = match w.as_str() {
                 "occupancy" => occupancy(&ctx).await?,
                 "overhead" => overhead(&ctx).await?,
