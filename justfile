@@ -18,9 +18,13 @@ smoke:
     cargo build --quiet
     .ci/smoke.sh
 
-# Benchmarks (see BENCHMARKS.md once they exist).
-bench:
-    @echo "benchmarks arrive with the proof issue; nothing to run yet"
+# The benchmarks of BENCHMARKS.md on the `cargo build --release` binary (`just bench memory`: one).
+bench *SCENARIOS:
+    @command -v hyperfine >/dev/null 2>&1 || { if [ "$(id -u)" = 0 ]; then apt-get install -y hyperfine; else sudo apt-get install -y hyperfine; fi; }
+    cargo build --release
+    mkdir -p "${CARGO_TARGET_DIR:-target}/bench-bin"
+    cp "${CARGO_TARGET_DIR:-target}/release/mana-personas" "${CARGO_TARGET_DIR:-target}/bench-bin/"
+    MANA_PERSONAS_BIN="${CARGO_TARGET_DIR:-target}/bench-bin/mana-personas" cargo bench --bench runner -- {{SCENARIOS}}
 
 # cargo-fuzz (`cargo install cargo-fuzz`) with RUSTC_BOOTSTRAP=1 so stable rustc
 # takes the sanitizer flags, for fuzzing only. New inputs go to fuzz/generated/

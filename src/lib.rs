@@ -9,11 +9,14 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod llm;
 pub mod mcp;
+pub mod metrics;
 pub mod password;
 pub mod platform;
 pub mod runner;
 pub mod sandbox;
+pub mod shutdown;
 pub mod state;

@@ -14,10 +14,7 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     cli.global.long_running = cli.command.is_long_running();
     cli::logging::init(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -31,6 +28,20 @@ fn main() -> ExitCode {
             ExitCode::from(cli::exit_code_of(&e))
         }
     }
+}
+
+/// `tick` runs on one thread: its pool is a stream polled inside one task, so
+/// worker threads only ran the connections' tasks and the I/O driver, and
+/// every response became a cross-thread wake-up (futex, context switch). On
+/// one thread a persona-tick costs ~half the CPU (BENCHMARKS.md, overhead),
+/// and one core carries far more personas than the platform or the LLM will.
+fn runtime_for(command: &cli::Command) -> std::io::Result<tokio::runtime::Runtime> {
+    match command {
+        cli::Command::Tick(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
 }
 
 /// `mana-personas list | head` must end quietly, like any Unix tool, instead of

@@ -13,13 +13,13 @@ use mana_personas::runner::persona::RunOutcome;
 use mana_personas::runner::tick::{self, TickOptions, TickSummary};
 use mana_personas::runner::{Runner, batch::input_hash};
 use mana_personas::sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
-use tokio_util::sync::CancellationToken;
+use mana_personas::shutdown::Shutdown;
 
 async fn run_once(r: &Runner) -> TickSummary {
     tick::run_once(
         r,
         &TickOptions::default(),
-        &CancellationToken::new(),
+        &Shutdown::new(),
         &|_| {},
         &|_| {},
     )
@@ -532,7 +532,7 @@ async fn transient_faults_are_survived() {
         personas: vec![email.to_string()],
         ..TickOptions::default()
     };
-    let cancel = CancellationToken::new();
+    let cancel = Shutdown::new();
     let s = tick::run_once(&r, &only("faults.a@mana.test"), &cancel, &|_| {}, &|_| {})
         .await
         .unwrap();

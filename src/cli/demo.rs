@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use secrecy::ExposeSecret;
-use tokio_util::sync::CancellationToken;
 
 use super::output::table;
 use super::{EXIT_OK, GlobalArgs};
@@ -129,7 +128,8 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
         concurrency: Some(a.concurrency as usize),
         ..TickOptions::default()
     };
-    let summary = super::tick::once(&runner, &opts, false, &CancellationToken::new()).await?;
+    let summary =
+        super::tick::once(&runner, &opts, false, &crate::shutdown::Shutdown::new()).await?;
 
     let rows = summary
         .reports

@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod catalog;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod logging;
 pub mod login;
 pub mod output;
 pub mod password;
+pub mod pause;
 pub mod sandbox;
 pub mod seed;
 pub mod tick;
@@ -126,12 +128,19 @@ pub enum Command {
     Tick(tick::TickArgs),
     /// The whole pipeline on the embedded sandbox: seed, one tick, a table.
     Demo(demo::DemoArgs),
+    /// Run as a service: ticks on the interval, /health, /metrics, systemd.
+    Daemon(daemon::DaemonArgs),
+    /// Pause the daemon: no new tick starts (the state directory's switch).
+    Pause(pause::PauseArgs),
+    /// Resume a paused daemon (also lifts RUNNER_PAUSED).
+    Resume(pause::PauseArgs),
 }
 
 impl Command {
     /// Long-running commands log at info by default; one-shot commands at warn.
     pub fn is_long_running(&self) -> bool {
-        matches!(self, Command::Sandbox(_)) || matches!(self, Command::Tick(t) if !t.once)
+        matches!(self, Command::Sandbox(_) | Command::Daemon(_))
+            || matches!(self, Command::Tick(t) if !t.once)
     }
 }
 
@@ -150,6 +159,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sandbox(a) => sandbox::run(g, a).await,
         Command::Tick(a) => tick::run(g, a).await,
         Command::Demo(a) => demo::run(g, a).await,
+        Command::Daemon(a) => daemon::run(g, a).await,
+        Command::Pause(a) => pause::run(g, a, crate::daemon::pause::Switch::Paused).await,
+        Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
     }
 }
 

@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 use super::output::Reporter;
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs};
-use crate::config::Config;
+use crate::daemon::{self, DaemonOptions};
 use crate::runner::Runner;
 use crate::runner::persona::{Delivery, PersonaReport, RunOutcome};
 use crate::runner::tick::{self, Shard, TickOptions, TickSummary};
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct TickArgs {
@@ -54,19 +54,68 @@ impl TickArgs {
 }
 
 pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
-    let cfg = g.load_config(|ov| {
+    let cfg = g.load_config(|ov| a.overrides(ov))?;
+    if !a.once {
+        // The daemon's loop in the foreground: no HTTP, no systemd.
+        return daemon::run(
+            cfg,
+            DaemonOptions {
+                tick: a.options(),
+                listen: None,
+                systemd: false,
+                reload: reloader(g, a.prompts.clone(), None, None),
+            },
+        )
+        .await;
+    }
+    let runner = Runner::from_config(&cfg)?;
+    let stop = Shutdown::new();
+    let on_ctrl_c = stop.clone();
+    // Ctrl-C, or SIGTERM from a CronJob's deadline: queue what the personas
+    // in flight produced, then exit; the next run posts it.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted: cancelling the personas in flight; their rows stay in the outbox");
+        on_ctrl_c.abort();
+    });
+    let summary = once(&runner, &a.options(), a.json, &stop).await?;
+    Ok(exit_code(&summary))
+}
+
+impl TickArgs {
+    /// The flags that are also configuration settings.
+    fn overrides(&self, ov: &mut crate::config::Overrides) {
         ov.set(
             "prompts_dir",
-            a.prompts.as_ref().map(|p| p.display().to_string()),
+            self.prompts.as_ref().map(|p| p.display().to_string()),
             "--prompts",
-        )
-    })?;
-    let runner = Runner::from_config(&cfg)?;
-    if a.once {
-        let summary = once(&runner, &a.options(), a.json, &CancellationToken::new()).await?;
-        return Ok(exit_code(&summary));
+        );
     }
-    foreground_loop(&cfg, &runner, &a).await
+}
+
+/// SIGHUP: the same file, environment and flags as at start.
+pub fn reloader(
+    g: &GlobalArgs,
+    prompts: Option<PathBuf>,
+    listen: Option<String>,
+    grace_ms: Option<u64>,
+) -> daemon::scheduler::Reloader {
+    let base = g.overrides();
+    Box::new(move || {
+        let mut ov = base.clone();
+        ov.set(
+            "prompts_dir",
+            prompts.as_ref().map(|p| p.display().to_string()),
+            "--prompts",
+        );
+        ov.set("listen", listen.clone(), "--listen");
+        ov.set("shutdown_grace_ms", grace_ms, "--grace-ms");
+        Ok(crate::config::Config::load(&ov)?)
+    })
 }
 
 /// One tick with progress, lines and summary.
@@ -74,13 +123,13 @@ pub async fn once(
     r: &Runner,
     opts: &TickOptions,
     json: bool,
-    cancel: &CancellationToken,
+    stop: &Shutdown,
 ) -> anyhow::Result<TickSummary> {
     let reporter = std::sync::OnceLock::<Reporter>::new();
     let summary = tick::run_once(
         r,
         opts,
-        cancel,
+        stop,
         &|n| {
             let _ = reporter.set(Reporter::new(n, json));
         },
@@ -109,32 +158,6 @@ pub fn exit_code(s: &TickSummary) -> u8 {
         EXIT_OK
     } else {
         EXIT_FAILED
-    }
-}
-
-async fn foreground_loop(cfg: &Config, runner: &Runner, a: &TickArgs) -> anyhow::Result<u8> {
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping: finishing the personas in flight (Ctrl-C again to abort)");
-        stop.cancel();
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
-    let mut interval = tokio::time::interval(cfg.tick_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = cancel.cancelled() => return Ok(EXIT_OK),
-        }
-        if let Err(e) = once(runner, &a.options(), a.json, &cancel).await {
-            eprintln!("tick failed: {}", super::render_error(&e));
-        }
-        if cancel.is_cancelled() {
-            return Ok(EXIT_OK);
-        }
     }
 }
 

@@ -146,6 +146,13 @@ pub const KEYS: &[Key] = &[
         "daemon: milliseconds between ticks"
     ),
     key!(
+        "shutdown_grace_ms",
+        ["SHUTDOWN_GRACE_MS"],
+        Some("30000"),
+        Kind::PositiveInt,
+        "daemon: on SIGTERM, how long in-flight personas may finish before they are cancelled"
+    ),
+    key!(
         "concurrency",
         ["PERSONA_CONCURRENCY"],
         Some("2"),

@@ -4,7 +4,8 @@
 
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::transport::{self, Wire};
 use super::{Block, ChatRequest, ChatResponse, LlmClient, LlmError, Role};
@@ -43,7 +44,7 @@ impl AnthropicClient {
         AnthropicClient { http, cfg, url }
     }
 
-    fn request(&self, body: &Value) -> reqwest::RequestBuilder {
+    fn request(&self, body: bytes::Bytes) -> reqwest::RequestBuilder {
         let mut key = reqwest::header::HeaderValue::from_str(self.cfg.api_key.expose_secret())
             .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("invalid-key"));
         key.set_sensitive(true);
@@ -52,84 +53,167 @@ impl AnthropicClient {
             .header("x-api-key", key)
             .header("anthropic-version", API_VERSION)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
     }
 }
 
-fn ephemeral() -> Value {
-    json!({"type": "ephemeral"})
+/// The `cache_control` marker of a breakpoint.
+#[derive(Serialize)]
+struct Ephemeral {
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
-fn block_json(b: &Block) -> Option<Value> {
-    match b {
+const EPHEMERAL: Ephemeral = Ephemeral { kind: "ephemeral" };
+
+/// The request body as borrowed wire structs: serialised straight to bytes,
+/// it costs no copy of the tools' schemas or the history per turn (building a
+/// `Value` first was a tenth of a persona-tick's CPU; BENCHMARKS.md).
+/// Field order is the JSON key order.
+#[derive(Serialize)]
+struct WireBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<[WireBlock<'a>; 1]>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    messages: Vec<WireMessage<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    description: &'a str,
+    input_schema: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<Ephemeral>,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: Vec<WireBlock<'a>>,
+}
+
+/// Every block kind in one struct: each kind sets its own fields, in the
+/// order the API documents them.
+#[derive(Serialize, Default)]
+struct WireBlock<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_use_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_error: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<Ephemeral>,
+}
+
+fn wire_block(b: &Block) -> Option<WireBlock<'_>> {
+    Some(match b {
         // The API rejects empty text blocks, and they carry nothing.
-        Block::Text { text } if text.is_empty() => None,
-        Block::Text { text } => Some(json!({"type": "text", "text": text})),
-        Block::ToolUse { id, name, input } => {
-            Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
-        }
+        Block::Text { text } if text.is_empty() => return None,
+        Block::Text { text } => WireBlock {
+            kind: "text",
+            text: Some(text),
+            ..WireBlock::default()
+        },
+        Block::ToolUse { id, name, input } => WireBlock {
+            kind: "tool_use",
+            id: Some(id),
+            name: Some(name),
+            input: Some(input),
+            ..WireBlock::default()
+        },
         Block::ToolResult {
             tool_use_id,
             content,
             is_error,
-        } => {
-            let mut o =
-                json!({"type": "tool_result", "tool_use_id": tool_use_id, "content": content});
-            if *is_error {
-                o["is_error"] = Value::Bool(true);
-            }
-            Some(o)
-        }
-    }
+        } => WireBlock {
+            kind: "tool_result",
+            tool_use_id: Some(tool_use_id),
+            content: Some(content),
+            is_error: is_error.then_some(true),
+            ..WireBlock::default()
+        },
+    })
 }
 
-/// The request body for `req`, including cache breakpoints: the last tool,
-/// the system block, and from turn 2 on the newest block of the last message
-/// (three at most; the API allows four).
-pub fn build_body(model: &str, req: &ChatRequest) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert("max_tokens".into(), json!(req.max_tokens));
-    body.insert("stream".into(), json!(true));
-    if !req.system.is_empty() {
-        body.insert(
-            "system".into(),
-            json!([{"type": "text", "text": req.system, "cache_control": ephemeral()}]),
-        );
+/// The cache breakpoints: the last tool, the system block, and from turn 2 on
+/// the newest block of the last message (three at most; the API allows four).
+fn wire_body<'a>(model: &'a str, req: &'a ChatRequest) -> WireBody<'a> {
+    let system = (!req.system.is_empty()).then(|| {
+        [WireBlock {
+            kind: "text",
+            text: Some(&req.system),
+            cache_control: Some(EPHEMERAL),
+            ..WireBlock::default()
+        }]
+    });
+    let mut tools: Vec<WireTool<'a>> = req
+        .tools
+        .iter()
+        .map(|t| WireTool {
+            name: &t.name,
+            description: &t.description,
+            input_schema: &t.input_schema,
+            cache_control: None,
+        })
+        .collect();
+    if let Some(last) = tools.last_mut() {
+        last.cache_control = Some(EPHEMERAL);
     }
-    if !req.tools.is_empty() {
-        let mut tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
-            .collect();
-        if let Some(last) = tools.last_mut() {
-            last["cache_control"] = ephemeral();
-        }
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    let mut messages: Vec<Value> = req
+    let mut messages: Vec<WireMessage<'a>> = req
         .messages
         .iter()
-        .map(|m| {
-            let role = match m.role {
+        .map(|m| WireMessage {
+            role: match m.role {
                 Role::User => "user",
                 Role::Assistant => "assistant",
-            };
-            let content: Vec<Value> = m.content.iter().filter_map(block_json).collect();
-            json!({"role": role, "content": content})
+            },
+            content: m.content.iter().filter_map(wire_block).collect(),
         })
         .collect();
     if messages.len() > 1
-        && let Some(last_block) = messages
-            .last_mut()
-            .and_then(|m| m["content"].as_array_mut())
-            .and_then(|c| c.last_mut())
+        && let Some(last_block) = messages.last_mut().and_then(|m| m.content.last_mut())
     {
-        last_block["cache_control"] = ephemeral();
+        last_block.cache_control = Some(EPHEMERAL);
     }
-    body.insert("messages".into(), Value::Array(messages));
-    Value::Object(body)
+    WireBody {
+        model,
+        max_tokens: req.max_tokens,
+        stream: true,
+        system,
+        tools,
+        messages,
+    }
+}
+
+/// The request body for `req` as a JSON value (what [`body_bytes`] sends),
+/// including cache breakpoints: the last tool, the system block, and from
+/// turn 2 on the newest block of the last message.
+pub fn build_body(model: &str, req: &ChatRequest) -> Value {
+    serde_json::to_value(wire_body(model, req)).expect("the wire body is plain JSON")
+}
+
+/// The request body for `req`, serialised once: retries resend these bytes.
+pub fn body_bytes(model: &str, req: &ChatRequest) -> bytes::Bytes {
+    serde_json::to_vec(&wire_body(model, req))
+        .expect("the wire body is plain JSON")
+        .into()
 }
 
 impl LlmClient for AnthropicClient {
@@ -145,13 +229,13 @@ impl LlmClient for AnthropicClient {
         &'a self,
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        let body = build_body(&self.cfg.model, req);
+        let body = body_bytes(&self.cfg.model, req);
         transport::complete(
             super::sse::ANTHROPIC,
             &self.cfg.retry,
             &self.url,
             Wire::Anthropic,
-            move || self.request(&body),
+            move || self.request(body.clone()),
         )
     }
 }
@@ -160,6 +244,7 @@ impl LlmClient for AnthropicClient {
 mod tests {
     use super::*;
     use crate::llm::{Message, ToolSpec};
+    use serde_json::json;
 
     fn markers(v: &Value) -> usize {
         match v {
@@ -223,6 +308,46 @@ mod tests {
         let last = &b["messages"][1]["content"];
         assert_eq!(last.as_array().unwrap().len(), 1, "empty text dropped");
         assert!(last[0].get("cache_control").is_some());
+    }
+
+    #[test]
+    fn bytes_on_the_wire_keep_the_documented_key_order() {
+        let r = req(vec![
+            Message::user_text("hi"),
+            Message {
+                role: Role::Assistant,
+                content: vec![Block::ToolUse {
+                    id: "t1".into(),
+                    name: "a".into(),
+                    input: json!({"z": 1, "a": 2}),
+                }],
+            },
+            Message {
+                role: Role::User,
+                content: vec![Block::ToolResult {
+                    tool_use_id: "t1".into(),
+                    content: "bad".into(),
+                    is_error: true,
+                }],
+            },
+        ]);
+        let text = String::from_utf8(body_bytes("m", &r).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"model":"m","max_tokens":100,"stream":true,"#,
+                r#""system":[{"type":"text","text":"sys","cache_control":{"type":"ephemeral"}}],"#,
+                r#""tools":[{"name":"a","description":"","input_schema":{"type":"object"}},"#,
+                r#"{"name":"b","description":"","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],"#,
+                r#""messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},"#,
+                r#"{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"a","input":{"z":1,"a":2}}]},"#,
+                r#"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"bad","is_error":true,"cache_control":{"type":"ephemeral"}}]}]}"#,
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            build_body("m", &r)
+        );
     }
 
     #[test]

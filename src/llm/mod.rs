@@ -156,6 +156,27 @@ pub enum LlmError {
     },
 }
 
+impl LlmError {
+    /// The metrics label of a failed call: the HTTP status, `connect`, or
+    /// `stream` (bounded, so a label set cannot grow without limit).
+    pub fn status_label(&self) -> String {
+        match self {
+            LlmError::Status { status, .. } => status.to_string(),
+            LlmError::Connect { .. } => "connect".into(),
+            LlmError::Stream { .. } => "stream".into(),
+            LlmError::RetriesExhausted { last, .. } => last.status_label(),
+        }
+    }
+
+    /// Retries spent before giving up.
+    pub fn retries(&self) -> u32 {
+        match self {
+            LlmError::RetriesExhausted { attempts, .. } => attempts.saturating_sub(1),
+            _ => 0,
+        }
+    }
+}
+
 /// The one seam between the runner and a model. Object-safe so the runner can
 /// hold `Arc<dyn LlmClient>` chosen at start-up from configuration.
 pub trait LlmClient: Send + Sync {

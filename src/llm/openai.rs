@@ -38,12 +38,13 @@ impl OpenAiClient {
         OpenAiClient { http, cfg, url }
     }
 
-    fn request(&self, body: &Value) -> reqwest::RequestBuilder {
+    fn request(&self, body: bytes::Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
             .http
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = &self.cfg.api_key {
             let mut v =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
@@ -157,13 +158,17 @@ impl LlmClient for OpenAiClient {
         &'a self,
         req: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        let body = build_body(&self.cfg.model, req);
+        // Serialised once: the value is freed before the (long) wait on the
+        // model, and retries resend the same bytes.
+        let body: bytes::Bytes = serde_json::to_vec(&build_body(&self.cfg.model, req))
+            .expect("a JSON value always serialises")
+            .into();
         transport::complete(
             super::sse::OPENAI,
             &self.cfg.retry,
             &self.url,
             Wire::OpenAi,
-            move || self.request(&body),
+            move || self.request(body.clone()),
         )
     }
 }

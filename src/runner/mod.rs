@@ -20,6 +20,7 @@ use crate::llm::LlmClient;
 use crate::llm::anthropic::{AnthropicClient, AnthropicConfig};
 use crate::llm::openai::{OpenAiClient, OpenAiConfig};
 use crate::mcp::McpConfig;
+use crate::metrics::Metrics;
 use crate::platform::auth::AuthClient;
 use crate::platform::clients;
 use crate::platform::internal::InternalClient;
@@ -39,6 +40,8 @@ pub struct Runner {
     pub prompts: Prompts,
     pub state: State,
     pub settings: Settings,
+    /// Shared with the daemon's `/metrics`; survives a configuration reload.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The knobs of a persona tick, from configuration.
@@ -121,6 +124,14 @@ impl Runner {
                 max_tools: 8,
                 max_tokens: 2048,
             },
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// The same runner recording into `metrics` (the daemon keeps one registry
+    /// across configuration reloads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {
+        self.metrics = metrics;
+        self
     }
 }

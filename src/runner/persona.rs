@@ -39,6 +39,17 @@ pub enum RunOutcome {
     Failed,
 }
 
+impl RunOutcome {
+    /// The metrics label and log value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::ZeroActions => "zero_actions",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// Where a tick's rows are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "detail", rename_all = "snake_case")]
@@ -60,6 +71,34 @@ pub struct Waits {
     pub llm_ms: u64,
     pub mcp_ms: u64,
     pub platform_ms: u64,
+}
+
+/// The waits as they are summed: exact durations, rounded to milliseconds
+/// once in the report. Summing each wait's truncated milliseconds lost ~0.5 ms
+/// per wait, ~6 ms per persona tick — most of what then looked like the
+/// runner's own time (BENCHMARKS.md, occupancy).
+#[derive(Default, Clone, Copy)]
+struct WaitTimes {
+    llm: Duration,
+    mcp: Duration,
+    platform: Duration,
+}
+
+/// Milliseconds, rounded: the duration and the waits round alike, so the
+/// runner's own share (duration − waits) carries no rounding bias.
+fn rounded_ms(d: Duration) -> u64 {
+    (d.as_micros() as u64 + 500) / 1000
+}
+
+impl WaitTimes {
+    fn report(&self) -> Waits {
+        let ms = rounded_ms;
+        Waits {
+            llm_ms: ms(self.llm),
+            mcp_ms: ms(self.mcp),
+            platform_ms: ms(self.platform),
+        }
+    }
 }
 
 /// What one persona tick did.
@@ -98,7 +137,7 @@ struct Inner {
     slots: Vec<Slot>,
     feedback: Vec<FeedbackRow>,
     usage: Usage,
-    waits: Waits,
+    waits: WaitTimes,
     warnings: Vec<String>,
     transcript: Vec<Value>,
     session: Option<Arc<McpSession>>,
@@ -177,11 +216,18 @@ pub async fn run(
             work.with(|w| w.stage.clone())
         )),
     };
-    // Close the MCP session (best effort, bounded).
+    // Close the MCP session (best effort, bounded): waiting on MCP too.
     if let Some(s) = work.with(|w| w.session.take())
         && let Ok(s) = Arc::try_unwrap(s)
     {
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
+        let bound = if cancel.is_cancelled() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+        let t0 = Instant::now();
+        let _ = tokio::time::timeout(bound, s.close()).await;
+        work.with(|w| w.waits.mcp += t0.elapsed());
     }
     let (actions, feedback) = work.with(|w| {
         let actions: Vec<ActionRow> = w
@@ -206,9 +252,11 @@ pub async fn run(
     let delivery = if actions.is_empty() {
         Delivery::Nothing
     } else {
-        deliver(r, p, tick_id, &actions, &feedback).await
+        // After an abort the process is about to exit: queue only, so the
+        // stop is not held up by posting; the next start posts the rows.
+        deliver(r, p, tick_id, &actions, &feedback, !cancel.is_cancelled()).await
     };
-    work.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+    work.with(|w| w.waits.platform += t0.elapsed());
 
     let (outcome, error) = match (&result, &delivery) {
         (Err(e), _) => (RunOutcome::Failed, Some(e.clone())),
@@ -253,10 +301,10 @@ pub async fn run(
         modules: modules.into_iter().collect(),
         ratings: feedback.len(),
         tokens: w.usage,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: rounded_ms(started.elapsed()),
         delivery,
         warnings: w.warnings.clone(),
-        waits: w.waits,
+        waits: w.waits.report(),
     });
     let transcript = work.with(|w| {
         json!({
@@ -266,17 +314,14 @@ pub async fn run(
             "actions": actions, "feedback": feedback, "report": report,
         })
     });
-    let outcome_str = serde_json::to_value(report.outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let outcome_str = report.outcome.as_str();
     if let Err(e) = r.state.ledger_write(
         tick_id,
         &p.user_id,
         &p.email,
         started_at,
         finished,
-        &outcome_str,
+        outcome_str,
         &transcript,
     ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
@@ -303,7 +348,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         .personal_space(&p.email, &session)
         .await
         .map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.platform_ms += t0.elapsed().as_millis() as u64);
+    w.with(|w| w.waits.platform += t0.elapsed());
 
     w.stage("MCP session");
     let t0 = Instant::now();
@@ -314,15 +359,18 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     );
     w.with(|w| w.session = Some(mcp.clone()));
     let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+    w.with(|w| w.waits.mcp += t0.elapsed());
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
+    let tool_count = tools.len();
+    // Moved, not cloned: the schemas are the bulk of a waiting persona's
+    // memory, and only the request needs them from here on.
     let specs: Vec<ToolSpec> = tools
-        .iter()
+        .into_iter()
         .map(|t| ToolSpec {
             name: names.llm_name(&t.name).unwrap_or(&t.name).to_string(),
-            description: t.description.clone(),
-            input_schema: t.input_schema.clone(),
+            description: t.description,
+            input_schema: t.input_schema,
         })
         .collect();
 
@@ -338,7 +386,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         used_modules: &[],
     };
     let main_prompt = r.prompts.main(&vars);
-    w.log(json!({"event": "session", "spaceId": space.id, "tools": tools.len(), "prompt": main_prompt}));
+    w.log(json!({"event": "session", "spaceId": space.id, "tools": tool_count, "prompt": main_prompt}));
 
     // One request, grown in place: the history and the tool set are not
     // copied again for every turn.
@@ -352,9 +400,9 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     for turn in 1..=s.max_turns {
         w.stage(format!("main turn {turn}"));
         let t0 = Instant::now();
-        let resp = r.llm.complete(&req).await.map_err(|e| e.to_string())?;
+        let resp = complete(r, &req).await.map_err(|e| e.to_string())?;
         w.with(|w| {
-            w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+            w.waits.llm += t0.elapsed();
             w.usage.add(resp.usage);
         });
         w.log(json!({"event": "model", "turn": turn, "stopReason": resp.stop_reason, "content": resp.content,
@@ -386,11 +434,13 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         let run_now = uses.len().min(budget);
         let t0 = Instant::now();
         let mut results: Vec<Block> = futures::stream::iter(uses[..run_now].iter().cloned())
-            .map(|(id, llm_name, input)| call_tool(&mcp, &names, w, tick_id, id, llm_name, input))
+            .map(|(id, llm_name, input)| {
+                call_tool(r, &mcp, &names, w, tick_id, id, llm_name, input)
+            })
             .buffered(TOOL_CALLS_IN_PARALLEL)
             .collect()
             .await;
-        w.with(|w| w.waits.mcp_ms += t0.elapsed().as_millis() as u64);
+        w.with(|w| w.waits.mcp += t0.elapsed());
         for (id, _, _) in &uses[run_now..] {
             results.push(Block::ToolResult {
                 tool_use_id: id.clone(),
@@ -434,10 +484,10 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         max_tokens: 1024,
     };
     let t0 = Instant::now();
-    match r.llm.complete(&req).await {
+    match complete(r, &req).await {
         Ok(resp) => {
             w.with(|w| {
-                w.waits.llm_ms += t0.elapsed().as_millis() as u64;
+                w.waits.llm += t0.elapsed();
                 w.usage.add(resp.usage);
             });
             let text: String = resp
@@ -460,7 +510,9 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
 }
 
 /// One tool call through MCP, recorded as an action row by its own result.
+#[allow(clippy::too_many_arguments)]
 async fn call_tool(
+    r: &Runner,
     mcp: &McpSession,
     names: &ToolNames,
     w: &Work,
@@ -494,7 +546,9 @@ async fn call_tool(
             format!("arguments must be a JSON object, got {other}"),
         ),
     };
-    let latency = started.elapsed().as_millis() as u64;
+    let took = started.elapsed();
+    r.metrics.tool_call(mcp_name, !is_error, took);
+    let latency = took.as_millis() as u64;
     w.finish_call(
         slot,
         ActionRow {
@@ -512,6 +566,24 @@ async fn call_tool(
     );
     w.log(json!({"event": "tool", "tool": mcp_name, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     result(text, is_error)
+}
+
+/// One model call, counted in the metrics by its final status.
+async fn complete(
+    r: &Runner,
+    req: &ChatRequest,
+) -> Result<crate::llm::ChatResponse, crate::llm::LlmError> {
+    let provider = r.llm.provider();
+    let res = r.llm.complete(req).await;
+    match &res {
+        Ok(resp) => r
+            .metrics
+            .llm_request(provider, "200".into(), resp.retries, resp.usage),
+        Err(e) => r
+            .metrics
+            .llm_request(provider, e.status_label(), e.retries(), Usage::default()),
+    }
+    res
 }
 
 /// moduleMix keys, highest weight first, ties by name.
@@ -532,6 +604,7 @@ async fn deliver(
     tick_id: &str,
     actions: &[ActionRow],
     feedback: &[FeedbackRow],
+    post_now: bool,
 ) -> Delivery {
     let a = ActionsBatch {
         actions: actions.to_vec(),
@@ -551,6 +624,9 @@ async fn deliver(
             return Delivery::Refused(e.to_string());
         }
         return Delivery::Posted;
+    }
+    if !post_now {
+        return Delivery::Queued("runner shutting down; posted at the next start".into());
     }
     let report = super::tick::drain(r, Some(&p.user_id)).await;
     if let Some(u) = report.refused.iter().find(|u| u.tick_id == tick_id) {

@@ -8,13 +8,13 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 use super::Runner;
 use super::persona::{self, PersonaReport, RunOutcome};
 use crate::http::HttpError;
 use crate::llm::Usage;
 use crate::platform::internal::DuePersona;
+use crate::shutdown::Shutdown;
 
 /// `--shard K/N`: this machine runs the personas whose stable hash of userId
 /// mod N is K.
@@ -152,6 +152,7 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
             continue;
         }
         let res = r.internal.post_bytes(&entry.path(), entry.body.clone(), |e, d| {
+            r.metrics.retry("platform", 1);
             tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
         }).await;
         let bookkeeping = match res {
@@ -184,11 +185,14 @@ pub fn new_tick_id() -> String {
 }
 
 /// Runs one tick. `on_done` sees each persona report as it finishes (progress
-/// lines, metrics). Only a failure to fetch the due list is an `Err`.
+/// lines). Only a failure to fetch the due list is an `Err`.
+///
+/// `stop` drains (no persona starts once it drains) and aborts (in-flight
+/// personas stop, their rows are queued for the next start).
 pub async fn run_once(
     r: &Runner,
     opts: &TickOptions,
-    cancel: &CancellationToken,
+    stop: &Shutdown,
     on_start: &(dyn Fn(usize) + Sync),
     on_done: &(dyn Fn(&PersonaReport) + Sync),
 ) -> Result<TickSummary, DueError> {
@@ -272,12 +276,18 @@ pub async fn run_once(
     on_start(run.len());
 
     let concurrency = opts.concurrency.unwrap_or(r.settings.concurrency).max(1);
-    let reports: Vec<PersonaReport> = futures::stream::iter(run.iter())
+    // Owned items: a stream over references trips the compiler's
+    // higher-ranked lifetime check once the tick runs in a spawned task.
+    let reports: Vec<PersonaReport> = futures::stream::iter(run)
         .map(|p| async move {
-            if cancel.is_cancelled() {
+            if stop.is_draining() {
                 return None;
             }
-            let report = persona::run(r, p, &new_tick_id(), cancel).await;
+            r.metrics.persona_started();
+            let report = persona::run(r, &p, &new_tick_id(), stop.abort_token()).await;
+            r.metrics.persona_ended();
+            r.metrics.persona_run(report.outcome.as_str());
+            log_run(&report);
             on_done(&report);
             Some(report)
         })
@@ -302,6 +312,28 @@ pub async fn run_once(
     }
     summary.reports = reports;
     summary.outbox_pending = r.state.pending_count().unwrap_or(0);
+    r.metrics.set_outbox_pending(summary.outbox_pending);
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// The one structured event per persona run (journald / Loki): who, which
+/// tick, how it ended, what it did, what it cost, how long it took.
+fn log_run(rep: &PersonaReport) {
+    let delivery = match &rep.delivery {
+        persona::Delivery::Posted => "posted",
+        persona::Delivery::Queued(_) => "queued",
+        persona::Delivery::Refused(_) => "refused",
+        persona::Delivery::Nothing => "nothing",
+    };
+    let t = rep.tokens;
+    // At info even when it failed: `tick --once` already prints a ✗ line,
+    // and the daemon logs at info.
+    tracing::info!(
+        persona = %rep.email, tick_id = %rep.tick_id, outcome = rep.outcome.as_str(),
+        actions = rep.actions, action_errors = rep.action_errors, ratings = rep.ratings,
+        tokens_in = t.input, tokens_out = t.output, cache_read = t.cache_read, cache_write = t.cache_write,
+        duration_ms = rep.duration_ms, delivery, error = rep.error.as_deref().unwrap_or(""),
+        "persona run"
+    );
 }

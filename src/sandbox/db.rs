@@ -13,6 +13,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 const SCHEMA: &str = r#"
 PRAGMA journal_mode = WAL;
+-- No fsync per commit (WAL + NORMAL stays consistent, only a power cut can
+-- lose the newest commits): with FULL, every request paid ~0.4 ms of fsync
+-- under the one connection's lock, and the sandbox, not the runner, capped a
+-- tick at ~60 persona-ticks/s whatever the cores (BENCHMARKS.md, scaling).
+PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS users (
     id            TEXT PRIMARY KEY,

@@ -2,9 +2,16 @@
 //! make the sandbox misbehave like a real platform on a bad day.
 //!
 //! Rules are queued with [`Faults::push`] (from tests) or `POST /__sandbox/faults`
-//! (from another process), and consumed in order by matching requests.
+//! (from another process), and consumed in order by matching requests. Most
+//! rules hit the next `count` matching requests; a [`FaultKind::Random`] rule
+//! hits each of them with a probability, from its own seeded RNG, so a whole
+//! campaign can run at a known fault rate and replay the same dice.
+//!
+//! Every request that reaches the middleware is counted per endpoint, with the
+//! faults it got ([`Faults::stats`], `GET /__sandbox/faults`): a campaign can
+//! prove the rate it claims instead of assuming it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,12 +23,14 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use super::SandboxState;
 
 /// Which part of the platform a request belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteGroup {
     /// `/api/v1/auth/*`, `/api/auth/*`
@@ -37,6 +46,17 @@ pub enum RouteGroup {
 }
 
 impl RouteGroup {
+    /// Every group, for reports that must show the ones nothing reached too.
+    pub const ALL: [RouteGroup; 5] = [
+        RouteGroup::Auth,
+        RouteGroup::Admin,
+        RouteGroup::Internal,
+        RouteGroup::Mcp,
+        RouteGroup::Llm,
+    ];
+
+    /// The group of a request path; `None` for the sandbox's own control
+    /// routes and unknown paths (never faulted).
     pub fn of_path(path: &str) -> Option<RouteGroup> {
         if path.starts_with("/__sandbox") {
             None
@@ -73,10 +93,41 @@ pub enum FaultKind {
     Drop,
     /// LLM only: start a 200 stream, then send an `overloaded_error` event.
     SseError,
+    /// Run the handler (the server does the work and commits it), then lose
+    /// the answer: the client sees the connection close mid-body. The nastiest
+    /// fault for a writer, because a retry is a second delivery of work that
+    /// already happened.
+    DropAfter,
+    /// Each matching request, with probability `rate`, gets one of `of`
+    /// (chosen uniformly; repeat an entry to weight it); the others go on to
+    /// later rules. The dice come from an RNG seeded with `seed`, one per rule.
+    /// The rule's `count` counts the requests it *rolled for*, so
+    /// `count: u32::MAX` keeps it standing for a whole run.
+    Random {
+        rate: f64,
+        of: Vec<FaultKind>,
+        #[serde(default)]
+        seed: u64,
+    },
 }
 
-/// One queued rule: the next `count` matching requests get `kind`.
-/// With `method`, only requests of that method match (e.g. `POST` on `/mcp`).
+impl FaultKind {
+    /// A short name for tallies: the status code, or the kind's name.
+    pub fn label(&self) -> String {
+        match self {
+            FaultKind::Status { status, .. } => status.to_string(),
+            FaultKind::Delay { .. } => "delay".into(),
+            FaultKind::Drop => "drop".into(),
+            FaultKind::SseError => "sse_error".into(),
+            FaultKind::DropAfter => "drop_after".into(),
+            FaultKind::Random { .. } => "random".into(),
+        }
+    }
+}
+
+/// One queued rule: the next `count` matching requests get `kind` (for
+/// [`FaultKind::Random`]: are rolled for). With `path_contains`, only paths
+/// containing that text match.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Fault {
     pub route: RouteGroup,
@@ -97,15 +148,69 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Copy)]
 pub struct InjectSseError;
 
+/// What the middleware saw on one endpoint (method and path, ids replaced by
+/// `:id`), for a campaign's tallies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointStats {
+    pub route: RouteGroup,
+    /// `POST /api/v1/personas/internal/:id/actions`.
+    pub endpoint: String,
+    /// Requests that reached the middleware.
+    pub requests: u64,
+    /// Faults injected, by [`FaultKind::label`].
+    pub injected: BTreeMap<String, u64>,
+}
+
+impl EndpointStats {
+    /// All faults injected on this endpoint.
+    pub fn faulted(&self) -> u64 {
+        self.injected.values().sum()
+    }
+}
+
+/// A queued rule and, for a random one, its dice.
+struct Rule {
+    fault: Fault,
+    rng: Option<StdRng>,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Rule>,
+    injected: u64,
+    stats: BTreeMap<(RouteGroup, String), EndpointStats>,
+}
+
+/// The fault queue and its tallies; cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Faults {
-    queue: Arc<Mutex<VecDeque<Fault>>>,
-    injected: Arc<Mutex<u64>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a rule behind the ones already queued.
     pub fn push(&self, fault: Fault) {
-        self.queue.lock().unwrap().push_back(fault);
+        let rng = match &fault.kind {
+            FaultKind::Random { seed, .. } => Some(StdRng::seed_from_u64(*seed)),
+            _ => None,
+        };
+        self.lock().queue.push_back(Rule { fault, rng });
+    }
+
+    /// Convenience: a standing rule that fails each request of `route` with
+    /// probability `rate`, in one of the ways `of`, for the rest of the run
+    /// (until [`Faults::clear`]).
+    pub fn random(&self, route: RouteGroup, rate: f64, of: Vec<FaultKind>, seed: u64) {
+        self.push(Fault {
+            route,
+            kind: FaultKind::Random { rate, of, seed },
+            count: u32::MAX,
+            path_contains: None,
+        });
     }
 
     /// Convenience: fail the next `count` requests of `route` with `status`.
@@ -121,32 +226,112 @@ impl Faults {
         });
     }
 
+    /// Drops every queued rule (the tallies stay).
     pub fn clear(&self) {
-        self.queue.lock().unwrap().clear();
+        self.lock().queue.clear();
     }
 
     /// How many faults were injected so far.
     pub fn injected(&self) -> u64 {
-        *self.injected.lock().unwrap()
+        self.lock().injected
     }
 
-    /// Takes one use of the first rule matching this request.
+    /// Per endpoint: requests seen and faults injected so far.
+    pub fn stats(&self) -> Vec<EndpointStats> {
+        self.lock().stats.values().cloned().collect()
+    }
+
+    /// Takes one use of the first rule matching this request (a random rule
+    /// that rolls "no" lets later rules have their turn). Not counted in
+    /// [`Faults::stats`]; the middleware uses [`Faults::take_for`].
     pub fn take(&self, group: RouteGroup, path: &str) -> Option<FaultKind> {
-        let mut q = self.queue.lock().unwrap();
-        let pos = q.iter().position(|f| {
-            f.route == group
-                && f.count > 0
-                && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
-        })?;
-        let rule = &mut q[pos];
-        rule.count -= 1;
-        let kind = rule.kind.clone();
-        if rule.count == 0 {
-            q.remove(pos);
-        }
-        *self.injected.lock().unwrap() += 1;
+        let mut inner = self.lock();
+        let kind = take_locked(&mut inner.queue, group, path)?;
+        inner.injected += 1;
         Some(kind)
     }
+
+    /// [`Faults::take`] for one request, counted in the endpoint's tallies.
+    pub fn take_for(&self, group: RouteGroup, method: &str, path: &str) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        let kind = take_locked(&mut inner.queue, group, path);
+        if kind.is_some() {
+            inner.injected += 1;
+        }
+        let endpoint = format!("{method} {}", normalise_path(path));
+        let st = inner
+            .stats
+            .entry((group, endpoint.clone()))
+            .or_insert_with(|| EndpointStats {
+                route: group,
+                endpoint,
+                requests: 0,
+                injected: BTreeMap::new(),
+            });
+        st.requests += 1;
+        if let Some(k) = &kind {
+            *st.injected.entry(k.label()).or_insert(0) += 1;
+        }
+        kind
+    }
+}
+
+fn take_locked(q: &mut VecDeque<Rule>, group: RouteGroup, path: &str) -> Option<FaultKind> {
+    let mut pos = 0;
+    while pos < q.len() {
+        let rule = &mut q[pos];
+        let f = &rule.fault;
+        if f.route != group
+            || f.count == 0
+            || !f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        {
+            pos += 1;
+            continue;
+        }
+        rule.fault.count -= 1;
+        let hit = match &rule.fault.kind {
+            FaultKind::Random { rate, of, .. } => {
+                let rng = rule.rng.get_or_insert_with(|| StdRng::seed_from_u64(0));
+                roll(rng, *rate, of)
+            }
+            other => Some(other.clone()),
+        };
+        if rule.fault.count == 0 {
+            q.remove(pos);
+        } else {
+            pos += 1;
+        }
+        if hit.is_some() {
+            return hit;
+        }
+    }
+    None
+}
+
+/// One roll of a random rule: `None` (no fault), or one of `of` (a nested
+/// random kind rolls again with the same dice).
+fn roll(rng: &mut StdRng, rate: f64, of: &[FaultKind]) -> Option<FaultKind> {
+    if of.is_empty() || !rng.random_bool(rate.clamp(0.0, 1.0)) {
+        return None;
+    }
+    match &of[rng.random_range(0..of.len())] {
+        FaultKind::Random { rate, of, .. } => roll(rng, *rate, of),
+        k => Some(k.clone()),
+    }
+}
+
+/// A path with its id segments (UUIDs and the like) replaced by `:id`, so
+/// every persona's `/…/actions` lands on one endpoint.
+fn normalise_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            let idish = seg.len() >= 16
+                && seg.chars().any(|c| c.is_ascii_digit())
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if idish { ":id" } else { seg }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The middleware in front of every route.
@@ -155,7 +340,7 @@ pub async fn inject(State(state): State<SandboxState>, mut req: Request, next: N
     let Some(group) = RouteGroup::of_path(&path) else {
         return next.run(req).await;
     };
-    match state.faults.take(group, &path) {
+    match state.faults.take_for(group, req.method().as_str(), &path) {
         None => next.run(req).await,
         Some(FaultKind::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -166,6 +351,13 @@ pub async fn inject(State(state): State<SandboxState>, mut req: Request, next: N
             next.run(req).await
         }
         Some(FaultKind::Drop) => dropped_connection(),
+        Some(FaultKind::DropAfter) => {
+            // The handler's work is done (and committed); its answer is lost.
+            drop(next.run(req).await);
+            dropped_connection()
+        }
+        // `take_for` resolves random rules; a bare one left here serves normally.
+        Some(FaultKind::Random { .. }) => next.run(req).await,
         Some(FaultKind::Status {
             status,
             retry_after,
@@ -211,7 +403,8 @@ fn dropped_connection() -> Response {
     resp
 }
 
-/// `POST /__sandbox/faults` (a [`Fault`] as JSON), `DELETE /__sandbox/faults`.
+/// `POST /__sandbox/faults` (a [`Fault`] as JSON), `DELETE /__sandbox/faults`
+/// (drop the queue), `GET /__sandbox/faults` (the [`EndpointStats`] so far).
 pub fn control_router(state: SandboxState) -> Router {
     async fn add(State(s): State<SandboxState>, Json(f): Json<Fault>) -> StatusCode {
         s.faults.push(f);
@@ -221,7 +414,137 @@ pub fn control_router(state: SandboxState) -> Router {
         s.faults.clear();
         StatusCode::NO_CONTENT
     }
+    async fn stats(State(s): State<SandboxState>) -> Json<Vec<EndpointStats>> {
+        Json(s.faults.stats())
+    }
     Router::new()
-        .route("/__sandbox/faults", post(add).delete(clear))
+        .route("/__sandbox/faults", post(add).delete(clear).get(stats))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> FaultKind {
+        FaultKind::Status {
+            status,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn counted_rules_keep_their_order_and_count() {
+        let f = Faults::default();
+        f.fail(RouteGroup::Llm, 529, 2);
+        f.fail(RouteGroup::Llm, 503, 1);
+        let got: Vec<_> = (0..4)
+            .map(|_| f.take(RouteGroup::Llm, "/v1/messages"))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                Some(status(529)),
+                Some(status(529)),
+                Some(status(503)),
+                None
+            ]
+        );
+        assert_eq!(f.injected(), 3);
+        assert_eq!(f.take(RouteGroup::Auth, "/api/v1/auth/login"), None);
+    }
+
+    #[test]
+    fn random_rule_hits_about_its_rate_and_replays_with_its_seed() {
+        let run = |seed| {
+            let f = Faults::default();
+            f.random(
+                RouteGroup::Mcp,
+                0.3,
+                vec![status(503), FaultKind::Drop],
+                seed,
+            );
+            (0..10_000)
+                .map(|_| f.take_for(RouteGroup::Mcp, "POST", "/mcp"))
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7), "same seed, same dice");
+        assert_ne!(a, run(8));
+        let hits = a.iter().filter(|k| k.is_some()).count();
+        assert!(
+            (2_700..=3_300).contains(&hits),
+            "{hits} of 10000 at rate 0.3"
+        );
+        let drops = a.iter().filter(|k| **k == Some(FaultKind::Drop)).count();
+        assert!(
+            drops > hits / 3 && drops < 2 * hits / 3,
+            "{drops} drops of {hits}"
+        );
+    }
+
+    #[test]
+    fn random_rule_that_rolls_no_lets_later_rules_match_and_counts_rolls() {
+        let f = Faults::default();
+        f.push(Fault {
+            route: RouteGroup::Internal,
+            kind: FaultKind::Random {
+                rate: 0.0,
+                of: vec![status(503)],
+                seed: 1,
+            },
+            count: 3,
+            path_contains: None,
+        });
+        f.fail(RouteGroup::Internal, 429, 1);
+        assert_eq!(f.take(RouteGroup::Internal, "/x/due"), Some(status(429)));
+        assert_eq!(f.take(RouteGroup::Internal, "/x/due"), None);
+        assert_eq!(f.take(RouteGroup::Internal, "/x/due"), None);
+        // Three rolls used the random rule up.
+        assert!(f.lock().queue.is_empty());
+    }
+
+    #[test]
+    fn stats_count_requests_and_faults_per_endpoint() {
+        let f = Faults::default();
+        f.fail(RouteGroup::Internal, 503, 1);
+        let p = "/api/v1/personas/internal/6f1c9a52-8a4e-4a8e-9d39-2f1f0a6b7c11/actions";
+        f.take_for(RouteGroup::Internal, "POST", p);
+        f.take_for(RouteGroup::Internal, "POST", p);
+        let s = f.stats();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].endpoint, "POST /api/v1/personas/internal/:id/actions");
+        assert_eq!(s[0].requests, 2);
+        assert_eq!(s[0].faulted(), 1);
+        assert_eq!(s[0].injected.get("503"), Some(&1));
+    }
+
+    #[test]
+    fn control_api_json_old_and_new_shapes_parse() {
+        let old: Fault =
+            serde_json::from_str(r#"{"route":"llm","kind":"status","status":529,"retry_after":1}"#)
+                .unwrap();
+        assert_eq!(old.count, 1);
+        assert_eq!(
+            old.kind,
+            FaultKind::Status {
+                status: 529,
+                retry_after: Some(1)
+            }
+        );
+        let new: Fault = serde_json::from_str(
+            r#"{"route":"mcp","kind":"random","rate":0.25,"seed":9,"count":4294967295,
+                "of":[{"kind":"drop"},{"kind":"drop_after"},{"kind":"delay","ms":5},
+                      {"kind":"status","status":429,"retry_after":0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(new.count, u32::MAX);
+        match new.kind {
+            FaultKind::Random { rate, of, seed } => {
+                assert_eq!((rate, seed, of.len()), (0.25, 9, 4));
+                assert_eq!(of[1], FaultKind::DropAfter);
+            }
+            k => panic!("{k:?}"),
+        }
+    }
 }

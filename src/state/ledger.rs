@@ -22,13 +22,13 @@ impl State {
     ) -> Result<(), StateError> {
         let text = transcript.to_string();
         self.call(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO ledger (tick_id, persona_id, email, started_at, finished_at, outcome, transcript)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(tick_id) DO UPDATE SET finished_at = excluded.finished_at, outcome = excluded.outcome,
                    transcript = excluded.transcript",
-                params![tick_id, persona_id, email, ts(started), ts(finished), outcome, text],
-            )
+            )?
+            .execute(params![tick_id, persona_id, email, ts(started), ts(finished), outcome, text])
             .map(|_| ())
         })
     }

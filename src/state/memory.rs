@@ -127,12 +127,12 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
         self.call(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO runs (persona_id, email, last_tick_id, started_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(persona_id) DO UPDATE SET email = excluded.email, last_tick_id = excluded.last_tick_id,
                    started_at = excluded.started_at",
-                params![persona_id, email, tick_id, ts(now)],
-            )
+            )?
+            .execute(params![persona_id, email, tick_id, ts(now)])
             .map(|_| ())
         })
     }
@@ -149,7 +149,8 @@ impl State {
     ) -> Result<(), StateError> {
         self.call(|c| {
             let failures: i64 = c
-                .query_row("SELECT consecutive_failures FROM runs WHERE persona_id = ?1", params![persona_id], |r| r.get(0))
+                .prepare_cached("SELECT consecutive_failures FROM runs WHERE persona_id = ?1")?
+                .query_row(params![persona_id], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
             let (failures, next) = match outcome {
@@ -160,11 +161,11 @@ impl State {
                     (n, Some(now + failure_backoff(n as u32, cadence)))
                 }
             };
-            c.execute(
+            c.prepare_cached(
                 "UPDATE runs SET finished_at = ?2, outcome = ?3, actions = ?4, consecutive_failures = ?5,
                    next_eligible_at = ?6, last_error = ?7 WHERE persona_id = ?1",
-                params![persona_id, ts(now), outcome.as_str(), actions as i64, failures, next.map(ts), error],
-            )
+            )?
+            .execute(params![persona_id, ts(now), outcome.as_str(), actions as i64, failures, next.map(ts), error])
             .map(|_| ())
         })
     }

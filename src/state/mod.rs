@@ -6,7 +6,9 @@
 //! - [`ledger`]: each persona tick's transcript, pruned by age.
 //!
 //! Why SQLite: a transaction makes "the batch is queued" atomic, and an
-//! operator can read all of it with `sqlite3`.
+//! operator can read all of it with `sqlite3`. Statements on a persona tick's
+//! path are `prepare_cached`: parsing their SQL again every time was ~4 % of a
+//! persona-tick's CPU (BENCHMARKS.md, overhead).
 
 pub mod ledger;
 pub mod memory;

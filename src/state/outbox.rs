@@ -50,11 +50,11 @@ impl State {
                 if rows == 0 {
                     continue;
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO outbox (persona_id, email, tick_id, kind, body, rows, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(tick_id, kind) DO NOTHING",
-                    params![persona_id, email, tick_id, kind, body, rows as i64, now],
-                )?;
+                )?
+                .execute(params![persona_id, email, tick_id, kind, body, rows as i64, now])?;
             }
             tx.commit()
         })
@@ -63,7 +63,7 @@ impl State {
     /// Live entries in posting order (oldest tick first, actions before feedback).
     pub fn pending(&self, persona_id: Option<&str>) -> Result<Vec<Entry>, StateError> {
         self.call(|c| {
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT id, persona_id, email, tick_id, kind, body, rows, attempts FROM outbox
                  WHERE dead = 0 AND (?1 IS NULL OR persona_id = ?1) ORDER BY id",
             )?;
@@ -96,7 +96,8 @@ impl State {
     /// The server took it: forget it.
     pub fn delivered(&self, id: i64) -> Result<(), StateError> {
         self.call(|c| {
-            c.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+            c.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute(params![id])
                 .map(|_| ())
         })
     }

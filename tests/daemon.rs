@@ -1,0 +1,836 @@
+//! `mana-personas daemon`, the real binary as a child process, against a
+//! sandbox started in this test process: readiness and systemd's notify
+//! protocol, ticks on the interval reflected in `/health` and `/metrics`,
+//! overlapping ticks skipped, pause/resume at runtime, SIGTERM in the middle
+//! of a slow tick, diag endpoints gone in production, a bad SIGHUP reload.
+
+#[path = "common/tick.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Seed;
+use mana_personas::sandbox::{DEV_SERVICE_KEY, Sandbox, SandboxOptions};
+use serde_json::Value;
+
+/// A running daemon: its child process, its log lines (JSON), its address.
+struct Daemon {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary with a clean environment pointing every URL at the sandbox.
+fn command(sandbox_url: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mana-personas"));
+    c.env_clear()
+        .current_dir(home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("MANA_AUTH_URL", sandbox_url)
+        .env("MANA_API_URL", sandbox_url)
+        .env("MANA_MCP_URL", sandbox_url)
+        .env("ANTHROPIC_BASE_URL", sandbox_url)
+        .env("ANTHROPIC_API_KEY", "k")
+        .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
+        .env("STATE_DIRECTORY", home.join("state"))
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+impl Daemon {
+    /// Starts `daemon --log-format json` and waits until `/health` answers.
+    fn start(sandbox_url: &str, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all: Vec<&str> = vec!["daemon", "--log-format", "json", "--listen", &listen];
+        all.extend_from_slice(args);
+        let mut child = command(sandbox_url, home, env, &all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("daemon starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let d = Daemon {
+            child,
+            logs,
+            base: format!("http://{listen}"),
+        };
+        d.wait_for("/health to answer", Duration::from_secs(20), || {
+            d.get("/health").is_some()
+        });
+        d
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        http(&self.base, "GET", path, None)
+    }
+
+    fn health(&self) -> Value {
+        let (_, body) = self.get("/health").expect("/health answers");
+        serde_json::from_str(&body).expect("/health is JSON")
+    }
+
+    fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics").expect("/metrics answers");
+        assert_eq!(code, 200);
+        body
+    }
+
+    fn post(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let (code, body) = http(&self.base, "POST", path, key).expect("POST answers");
+        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn logs(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    fn messages(&self, message: &str) -> Vec<Value> {
+        self.logs()
+            .into_iter()
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+
+    #[track_caller]
+    fn wait_for(&self, what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out after {limit:?} waiting for {what}\n--- daemon log:\n{}",
+            self.log_text()
+        );
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to exit; its exit code and how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st.code(), t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!(
+            "daemon did not exit within {limit:?}\n--- log:\n{}",
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 exchange (the daemon's endpoints are tiny);
+/// `None` when nothing listens.
+fn http(base: &str, method: &str, path: &str, key: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let key = key
+        .map(|k| format!("X-Service-Key: {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{key}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((code, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// The value of one sample line, `name{labels} value`, or 0 when absent
+/// (a counter that never moved is not printed for a label set).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map(|v| v.trim().parse::<f64>().expect("numeric sample"))
+        })
+        .unwrap_or(0.0)
+}
+
+/// Sum of every sample of a family whose labels contain `filter`.
+fn metric_sum(text: &str, family: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(filter))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn sandbox_with_latency(ms: u64) -> Sandbox {
+    Sandbox::start(SandboxOptions {
+        llm_latency_ms: ms,
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// Seeds `seeds` (the seed secret is the binary's default for tests: the dev
+/// fallback outside production).
+async fn seed(sb: &Sandbox, home: &Path, seeds: &[Seed]) {
+    let cfg = common::config(&sb.url(), &home.join("seed-state"), &[]);
+    common::seed(&cfg, seeds).await;
+}
+
+fn seeds(n: usize, prefix: &str, directive: &str) -> Vec<Seed> {
+    (0..n)
+        .map(|i| Seed::daily(&format!("{prefix}{i}@mana.test"), directive))
+        .collect()
+}
+
+/// Runs blocking test code (the daemon helpers block) beside the sandbox,
+/// which needs the runtime to keep serving.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("test body")
+}
+
+/// Ready → one tick → `/health` and `/metrics` say exactly what happened;
+/// systemd hears READY, STATUS, WATCHDOG and STOPPING; SIGTERM exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn becomes_ready_ticks_and_reports_what_happened() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(3, "ready", "[sandbox:tools=3]")).await;
+    let url = sb.url();
+    let socket_path = home.join("notify.sock");
+    let notify = UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = heard.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) => sink
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => continue,
+            }
+        }
+    });
+    let sock = socket_path.display().to_string();
+    let (health, metrics, code, elapsed, daemon_logs) = blocking(move || {
+        let mut d = Daemon::start(
+            &url,
+            &home,
+            &[
+                ("TICK_INTERVAL_MS", "60000"),
+                ("NOTIFY_SOCKET", &sock),
+                ("WATCHDOG_USEC", "400000"),
+            ],
+            &[],
+        );
+        d.wait_for("the first tick to finish", Duration::from_secs(30), || {
+            !d.health()["lastTick"].is_null()
+        });
+        // Watchdog pings every 200 ms (half of WATCHDOG_USEC).
+        std::thread::sleep(Duration::from_millis(600));
+        let health = d.health();
+        let metrics = d.metrics();
+        d.signal(libc::SIGTERM);
+        let (code, elapsed) = d.wait_exit(Duration::from_secs(20));
+        (health, metrics, code, elapsed, d.log_text())
+    })
+    .await;
+
+    assert_eq!(code, Some(0), "clean stop exits 0\n{daemon_logs}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "idle stop is quick: {elapsed:?}"
+    );
+    // /health
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["paused"], false);
+    assert_eq!(health["tickIntervalMs"], 60000);
+    assert_eq!(health["inFlight"], 0);
+    assert_eq!(health["outboxPending"], 0);
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    let last = &health["lastTick"];
+    assert_eq!(last["due"], 3, "{health}");
+    assert_eq!(last["ok"], 3, "{health}");
+    assert_eq!(last["failed"], 0, "{health}");
+    assert!(last["startedAt"].as_str().unwrap().contains('T'));
+
+    // /metrics against the sandbox's own records.
+    let rows = sb.db().count("SELECT COUNT(*) FROM persona_actions");
+    let llm_calls = sb.db().count("SELECT COUNT(*) FROM llm_requests");
+    assert_eq!(rows, 9, "3 personas × 3 tool calls posted");
+    assert_eq!(metric(&metrics, "mana_personas_ticks_started_total"), 1.0);
+    assert_eq!(metric(&metrics, "mana_personas_ticks_failed_total"), 0.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"mana_personas_persona_runs_total{outcome="ok"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_sum(&metrics, "mana_personas_tool_calls_total", ""),
+        rows as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "mana_personas_tool_call_duration_seconds_count"),
+        rows as f64
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"mana_personas_llm_requests_total{provider="anthropic",status="200"}"#
+        ),
+        llm_calls as f64
+    );
+    let input_tokens = sb
+        .db()
+        .count("SELECT COALESCE(SUM(input_tokens), 0) FROM llm_requests");
+    assert_eq!(
+        metric(&metrics, r#"mana_personas_llm_tokens_total{kind="input"}"#),
+        input_tokens as f64
+    );
+    assert_eq!(
+        metric(&metrics, "mana_personas_tick_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "mana_personas_outbox_pending"), 0.0);
+    assert_eq!(metric(&metrics, "mana_personas_paused"), 0.0);
+    assert_eq!(metric(&metrics, "mana_personas_personas_in_flight"), 0.0);
+    let last_ok = metric(
+        &metrics,
+        "mana_personas_last_successful_tick_timestamp_seconds",
+    );
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(now - last_ok < 60.0 && last_ok <= now + 1.0, "{last_ok}");
+
+    // One structured event per persona run, with what an operator filters on.
+    let runs: Vec<Value> = daemon_logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "persona run")
+        .collect();
+    assert_eq!(runs.len(), 3, "{daemon_logs}");
+    for r in &runs {
+        assert_eq!(r["outcome"], "ok");
+        assert_eq!(r["actions"], 3);
+        assert!(r["persona"].as_str().unwrap().starts_with("ready"));
+        assert!(r["tick_id"].as_str().unwrap().len() == 36);
+        assert!(r["tokens_in"].as_u64().unwrap() > 0);
+        assert!(r["duration_ms"].is_u64());
+    }
+
+    // systemd: READY first, a STATUS after the tick, watchdog pings, STOPPING.
+    let heard = heard.lock().unwrap().clone();
+    assert!(heard[0].contains("READY=1"), "{heard:?}");
+    assert!(
+        heard
+            .iter()
+            .any(|m| m.contains("STATUS=last tick") && m.contains("3 ok")),
+        "{heard:?}"
+    );
+    assert!(
+        heard.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2,
+        "{heard:?}"
+    );
+    assert!(heard.last().unwrap().contains("STOPPING=1"), "{heard:?}");
+    sb.shutdown().await;
+}
+
+/// A tick longer than the interval: later slots are skipped and counted, and
+/// two ticks never run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_ticks_are_skipped_and_counted() {
+    let sb = sandbox_with_latency(300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(2, "overlap", "[sandbox:tools=3]")).await;
+    let url = sb.url();
+    let (metrics, logs) = blocking(move || {
+        let mut d = Daemon::start(&url, &home, &[("TICK_INTERVAL_MS", "250")], &[]);
+        d.wait_for("a tick to finish", Duration::from_secs(30), || {
+            !d.messages("tick finished").is_empty()
+        });
+        let metrics = d.metrics();
+        d.signal(libc::SIGTERM);
+        d.wait_exit(Duration::from_secs(20));
+        (metrics, d.logs())
+    })
+    .await;
+    let skipped = metric(
+        &metrics,
+        r#"mana_personas_ticks_skipped_total{reason="overlap"}"#,
+    );
+    assert!(
+        skipped >= 2.0,
+        "a >1 s tick on a 250 ms interval skips: {metrics}"
+    );
+    let skip_logs = logs
+        .iter()
+        .filter(|v| v["message"] == "tick skipped: the previous tick is still running")
+        .count();
+    assert!(
+        skip_logs as f64 >= skipped,
+        "each skip is logged once, at info"
+    );
+    assert!(logs.iter().all(|v| v["message"]
+        != "tick skipped: the previous tick is still running"
+        || v["level"] == "INFO"));
+    // Never two at once: starts and ends alternate.
+    let mut running = false;
+    for v in &logs {
+        if v["message"] == "tick started" {
+            assert!(!running, "a tick started while another ran");
+            running = true;
+        } else if v["message"] == "tick finished" || v["message"] == "tick failed" {
+            running = false;
+        }
+    }
+    sb.shutdown().await;
+}
+
+/// RUNNER_PAUSED at start; `resume` (the CLI) and `/control/pause` at runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_at_runtime() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(1, "pause", "[sandbox:tools=2]")).await;
+    let url = sb.url();
+    blocking(move || {
+        let mut d = Daemon::start(
+            &url,
+            &home,
+            &[("TICK_INTERVAL_MS", "300"), ("RUNNER_PAUSED", "true")],
+            &[],
+        );
+        d.wait_for("a paused slot", Duration::from_secs(10), || {
+            metric(
+                &d.metrics(),
+                r#"mana_personas_ticks_skipped_total{reason="paused"}"#,
+            ) >= 2.0
+        });
+        let h = d.health();
+        assert_eq!(h["paused"], true, "{h}");
+        assert_eq!(h["status"], "paused");
+        assert!(h["lastTick"].is_null(), "no tick while paused: {h}");
+        let m = d.metrics();
+        assert_eq!(metric(&m, "mana_personas_ticks_started_total"), 0.0);
+        assert_eq!(metric(&m, "mana_personas_paused"), 1.0);
+
+        // The operator's command, same environment as the daemon.
+        let listen = d.base.trim_start_matches("http://").to_string();
+        let out = command(&url, &home, &[], &["resume", "--listen", &listen])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("is running"), "{stdout}");
+        d.wait_for("a tick after resume", Duration::from_secs(20), || {
+            !d.health()["lastTick"].is_null()
+        });
+        assert_eq!(d.health()["paused"], false);
+
+        // The control endpoint: the key is required, then it pauses at once.
+        let (code, _) = d.post("/control/pause", None);
+        assert_eq!(code, 401);
+        let (code, _) = d.post("/control/pause", Some("wrong-key"));
+        assert_eq!(code, 401);
+        let (code, body) = d.post("/control/pause", Some(DEV_SERVICE_KEY));
+        assert_eq!((code, &body["paused"]), (200, &Value::Bool(true)), "{body}");
+        assert_eq!(d.health()["paused"], true);
+        let started = metric(&d.metrics(), "mana_personas_ticks_started_total");
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(
+            metric(&d.metrics(), "mana_personas_ticks_started_total"),
+            started,
+            "no tick starts while paused"
+        );
+        let logs = d.log_text();
+        assert!(
+            logs.contains("paused: no tick starts until resumed"),
+            "{logs}"
+        );
+        d.signal(libc::SIGTERM);
+        let (code, _) = d.wait_exit(Duration::from_secs(20));
+        assert_eq!(code, Some(0));
+    })
+    .await;
+    sb.shutdown().await;
+}
+
+/// Tick ids and action-row counts the ledger recorded (what the runner
+/// produced), by tick.
+fn ledger_actions(state_dir: &Path) -> Vec<(String, usize)> {
+    let c = rusqlite::Connection::open(state_dir.join("state.db")).unwrap();
+    let mut st = c
+        .prepare("SELECT tick_id, transcript FROM ledger ORDER BY tick_id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (tick, t) = r.unwrap();
+            let v: Value = serde_json::from_str(&t).unwrap();
+            (tick, v["actions"].as_array().map_or(0, Vec::len))
+        })
+        .collect()
+}
+
+/// SIGTERM while personas wait on a slow LLM: the daemon exits 0 within the
+/// grace period (plus the moment it takes to queue), the rows produced so far
+/// are in the outbox, and the next start posts each of them exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_tick_exits_within_grace_and_the_next_start_posts_once() {
+    let sb = sandbox_with_latency(700).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(3, "term", "[sandbox:tools=6]")).await;
+    let url = sb.url();
+    let h = home.clone();
+    let (code, elapsed, logs) = blocking(move || {
+        let mut d = Daemon::start(
+            &url,
+            &h,
+            &[("TICK_INTERVAL_MS", "60000"), ("PERSONA_CONCURRENCY", "3")],
+            &["--grace-ms", "1000"],
+        );
+        // Wait until every persona has made a tool call, then stop.
+        d.wait_for("tool calls in flight", Duration::from_secs(30), || {
+            metric_sum(&d.metrics(), "mana_personas_tool_calls_total", "") >= 3.0
+        });
+        d.signal(libc::SIGTERM);
+        let (code, elapsed) = d.wait_exit(Duration::from_secs(20));
+        (code, elapsed, d.log_text())
+    })
+    .await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        elapsed < Duration::from_millis(1000 + 1500),
+        "exits within the 1 s grace (+ queueing): {elapsed:?}\n{logs}"
+    );
+    assert!(logs.contains("grace period over"), "{logs}");
+    let state = home.join("state");
+    let produced = ledger_actions(&state);
+    assert_eq!(
+        produced.len(),
+        3,
+        "three persona ticks recorded: {produced:?}"
+    );
+    let total: usize = produced.iter().map(|(_, n)| n).sum();
+    assert!(
+        total >= 3,
+        "work was produced before the stop: {produced:?}"
+    );
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM persona_actions"),
+        0,
+        "nothing posted after the abort: it is queued"
+    );
+
+    // The next start: a tick posts the outbox first; twice, to prove once.
+    for _ in 0..2 {
+        let out = command(&sb.url(), &home, &[], &["tick", "--once", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code().is_some(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (tick, n) in &produced {
+        let posted = sb.db().count(&format!(
+            "SELECT COUNT(*) FROM persona_actions WHERE tick_id = '{tick}'"
+        ));
+        assert_eq!(posted as usize, *n, "tick {tick}: every row once");
+    }
+    let ids = sb.db().count("SELECT COUNT(*) FROM persona_actions");
+    let distinct = sb
+        .db()
+        .count("SELECT COUNT(DISTINCT id) FROM persona_actions");
+    assert_eq!(ids, distinct);
+    let pending = rusqlite::Connection::open(state.join("state.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(pending, 0, "the outbox is empty");
+    sb.shutdown().await;
+}
+
+/// Production mode: the diag endpoints answer 404 like any unknown path;
+/// outside production they work (and never return a JWT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diag_endpoints_vanish_in_production() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(1, "diag", "[sandbox:tools=1]")).await;
+    let url = sb.url();
+    blocking(move || {
+        let d = Daemon::start(&url, &home, &[("TICK_INTERVAL_MS", "600000")], &[]);
+        let (code, body) = d.get("/diag/login?email=diag0@mana.test").unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["ok"], true);
+        assert!(v["userId"].is_string() && v["spaceId"].is_string(), "{v}");
+        assert!(
+            !body.to_lowercase().contains("jwt") && !body.contains("eyJ"),
+            "{body}"
+        );
+        let (code, _) = d.get("/diag/login").unwrap();
+        assert_eq!(code, 400, "missing email is a clear 400");
+        // 202, or 409 "a tick is running" while the start-up tick runs.
+        d.wait_for(
+            "/diag/tick to start a tick",
+            Duration::from_secs(20),
+            || {
+                let (code, body) = d.post("/diag/tick", None);
+                assert!(
+                    code == 202 || (code == 409 && body["error"] == "a tick is running"),
+                    "{code} {body}"
+                );
+                code == 202
+            },
+        );
+        drop(d);
+
+        let prod_home = home.join("prod");
+        std::fs::create_dir_all(&prod_home).unwrap();
+        let d = Daemon::start(
+            &url,
+            &prod_home,
+            &[
+                ("TICK_INTERVAL_MS", "600000"),
+                ("RUNNER_PAUSED", "true"),
+                ("MANA_PRODUCTION", "true"),
+                ("PERSONA_SEED_SECRET", "a-production-seed-secret"),
+            ],
+            &[],
+        );
+        assert_eq!(d.get("/diag/login?email=diag0@mana.test").unwrap().0, 404);
+        assert_eq!(d.post("/diag/tick", None).0, 404);
+        assert_eq!(d.get("/health").unwrap().0, 200);
+        assert_eq!(d.get("/metrics").unwrap().0, 200);
+    })
+    .await;
+    sb.shutdown().await;
+}
+
+/// SIGHUP with a malformed configuration file keeps the daemon running on the
+/// old configuration and logs why; a good file is then picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_sighup_reload_keeps_the_daemon_running() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let url = sb.url();
+    blocking(move || {
+        let file = home.join("mana-personas.toml");
+        std::fs::write(&file, "tick_interval_ms = 600000\nconcurrency = 2\n").unwrap();
+        let file_arg = file.display().to_string();
+        let mut d = Daemon::start(&url, &home, &[], &["--config", &file_arg]);
+        assert_eq!(d.health()["tickIntervalMs"], 600000);
+
+        std::fs::write(&file, "tick_interval_ms = \nconcurrency = [\n").unwrap();
+        d.signal(libc::SIGHUP);
+        d.wait_for("the reload to fail", Duration::from_secs(10), || {
+            !d.messages("reload failed; keeping the previous configuration")
+                .is_empty()
+        });
+        let failed = &d.messages("reload failed; keeping the previous configuration")[0];
+        let why = failed["error"].as_str().unwrap();
+        assert!(why.contains("mana-personas.toml"), "names the file: {why}");
+        assert!(d.child.try_wait().unwrap().is_none(), "still running");
+        let h = d.health();
+        assert_eq!(h["status"], "ok");
+        assert_eq!(h["tickIntervalMs"], 600000, "old configuration kept");
+
+        std::fs::write(&file, "tick_interval_ms = 450000\nconcurrency = 5\n").unwrap();
+        d.signal(libc::SIGHUP);
+        d.wait_for("the good reload", Duration::from_secs(10), || {
+            d.health()["tickIntervalMs"] == 450000
+        });
+        assert_eq!(d.health()["concurrency"], 5);
+        d.signal(libc::SIGTERM);
+        assert_eq!(d.wait_exit(Duration::from_secs(20)).0, Some(0));
+    })
+    .await;
+    sb.shutdown().await;
+}
+
+/// The due list failing for more than three intervals turns `/health` into a
+/// 503 with a reason (a load balancer or monitor sees it); recovery clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_503_while_the_due_list_keeps_failing() {
+    use mana_personas::sandbox::{Fault, FaultKind, RouteGroup};
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        count: 1_000_000,
+        path_contains: Some("/due".into()),
+    });
+    let url = sb.url();
+    let faults = sb.faults().clone();
+    blocking(move || {
+        let d = Daemon::start(&url, &home, &[("TICK_INTERVAL_MS", "200")], &[]);
+        assert_eq!(
+            d.get("/health").unwrap().0,
+            200,
+            "healthy before any failure"
+        );
+        d.wait_for("/health to turn 503", Duration::from_secs(30), || {
+            d.get("/health").unwrap().0 == 503
+        });
+        let h = d.health();
+        assert_eq!(h["status"], "failing", "{h}");
+        assert!(h["reason"].as_str().unwrap().contains("due list"), "{h}");
+        assert!(
+            h["lastTick"]["error"].as_str().unwrap().contains("503"),
+            "{h}"
+        );
+        assert!(metric(&d.metrics(), "mana_personas_ticks_failed_total") >= 1.0);
+        faults.clear();
+        d.wait_for("/health to recover", Duration::from_secs(30), || {
+            d.get("/health").unwrap().0 == 200
+        });
+        assert_eq!(d.health()["status"], "ok");
+    })
+    .await;
+    sb.shutdown().await;
+}
+
+/// `tick` without `--once`: the same loop in the foreground, until Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tick_without_once_repeats_until_ctrl_c() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(1, "loop", "[sandbox:tools=1]")).await;
+    let url = sb.url();
+    blocking(move || {
+        let mut child = command(
+            &url,
+            &home,
+            &[("TICK_INTERVAL_MS", "200")],
+            &["tick", "--log-format", "json"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut finished = 0;
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(r#""message":"tick finished""#) {
+                finished += 1;
+                if finished == 3 {
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                }
+            }
+            lines.push(line);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{}", lines.join("\n"));
+        assert!(finished >= 3, "{}", lines.join("\n"));
+        let all = lines.join("\n");
+        assert!(
+            all.contains(r#""listen":"no HTTP""#),
+            "no HTTP server: {all}"
+        );
+        assert!(all.contains("SIGINT"), "{all}");
+    })
+    .await;
+    sb.shutdown().await;
+}
