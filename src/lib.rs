@@ -19,4 +19,5 @@ pub mod platform;
 pub mod runner;
 pub mod sandbox;
 pub mod shutdown;
+pub mod sse;
 pub mod state;

@@ -396,6 +396,8 @@ struct Replay {
     json_answers: bool,
     /// Put a 2025-11-25 priming event (id, empty data) before SSE answers.
     priming: bool,
+    /// Start SSE answers with a UTF-8 byte order mark (SSE allows one).
+    bom: bool,
 }
 
 type Shared = Arc<Mutex<Replay>>;
@@ -533,6 +535,9 @@ async fn replay(
     if is_sse && st.priming {
         body = format!("id: prime-0\ndata:\n\n{body}");
     }
+    if is_sse && st.bom {
+        body = format!("\u{feff}{body}");
+    }
     resp.body(Body::from(body)).unwrap()
 }
 
@@ -668,4 +673,21 @@ async fn json_answers_are_understood_too() {
     let st = st.lock().unwrap();
     assert!(st.problems.is_empty(), "{:#?}", st.problems);
     assert_eq!(st.seen.len(), 6);
+}
+
+/// A server whose SSE answers start with a byte order mark: the SSE reader
+/// shared with the LLM clients strips it (eventsource-stream alone panics on
+/// one: found by fuzzing the LLM parsers).
+#[tokio::test]
+async fn sse_answers_with_a_byte_order_mark_are_understood() {
+    let (url, st) = replay_server(Replay {
+        bom: true,
+        ..Default::default()
+    })
+    .await;
+    let s = connect(&cfg(&url), JWT, SPACE).await.unwrap();
+    assert_eq!(s.list_tools().await.unwrap().len(), 10);
+    s.close().await;
+    let st = st.lock().unwrap();
+    assert!(st.problems.is_empty(), "{:#?}", st.problems);
 }

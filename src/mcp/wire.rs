@@ -14,7 +14,6 @@
 
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -69,7 +68,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn plain(error: McpError) -> Self {
+    pub(super) fn plain(error: McpError) -> Self {
         Failure {
             error,
             expired: false,
@@ -215,7 +214,7 @@ impl Endpoint {
         resp: reqwest::Response,
         id: i64,
     ) -> Result<Value, Failure> {
-        let mut events = resp.bytes_stream().eventsource();
+        let mut events = std::pin::pin!(crate::sse::events(resp.bytes_stream()));
         while let Some(ev) = events.next().await {
             let ev = ev.map_err(|e| self.bad(op, format!("broken SSE stream: {e}")))?;
             if !(ev.event.is_empty() || ev.event == "message") || ev.data.trim().is_empty() {
