@@ -179,19 +179,22 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
 
 pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
     let admin = a.admin.client(g)?;
-    let in_catalog: Vec<String> = if a.catalog.exists() {
-        super::catalog::load_for(&a.catalog)?
-            .personas
-            .into_iter()
-            .map(|p| p.email.to_lowercase())
-            .collect()
+    // `--orphans` decides by the catalog, so it must exist: a missing one
+    // would make every persona an orphan. Without it the catalog only marks.
+    let catalog = if a.orphans || a.catalog.exists() {
+        Some(super::catalog::load_for(&a.catalog)?)
     } else {
-        Vec::new()
+        None
+    };
+    let in_catalog = |email: &str| {
+        catalog
+            .as_ref()
+            .is_some_and(|c| c.by_email(email).is_some())
     };
     let all = admin.list().await?;
     let doomed: Vec<&PersonaSummary> = all
         .iter()
-        .filter(|p| !a.orphans || !in_catalog.contains(&p.email.to_lowercase()))
+        .filter(|p| !a.orphans || !in_catalog(&p.email))
         .collect();
     if doomed.is_empty() {
         println!("nothing to delete ({} personas on the platform)", all.len());
@@ -202,7 +205,7 @@ pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
         doomed.len()
     );
     for p in &doomed {
-        let mark = if in_catalog.contains(&p.email.to_lowercase()) {
+        let mark = if in_catalog(&p.email) {
             ""
         } else {
             "  [not in catalog]"

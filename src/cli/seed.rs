@@ -73,12 +73,11 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
     })?;
     cfg.require(&[Need::SeedSecret])?;
     let catalog = super::catalog::load_for(&a.catalog)?;
-    let mut personas = catalog.personas;
     if !a.only.is_empty() {
         let unknown: Vec<_> = a
             .only
             .iter()
-            .filter(|e| !personas.iter().any(|p| &p.email == *e))
+            .filter(|e| catalog.by_email(e).is_none())
             .collect();
         if !unknown.is_empty() {
             let list: Vec<_> = unknown.iter().map(|s| s.as_str()).collect();
@@ -89,7 +88,10 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
             ))
             .into());
         }
-        personas.retain(|p| a.only.contains(&p.email));
+    }
+    let mut personas = catalog.personas;
+    if !a.only.is_empty() {
+        personas.retain(|p| a.only.iter().any(|e| e.eq_ignore_ascii_case(&p.email)));
     }
     let endpoint = join(cfg.platform_api_base(), &cfg.admin_prefix);
     if a.dry_run {
