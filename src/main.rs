@@ -30,14 +30,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// `tick` runs on one thread: its pool is a stream polled inside one task, so
+/// `tick` and `daemon` run on one thread: its pool is a stream polled inside one task, so
 /// worker threads only ran the connections' tasks and the I/O driver, and
 /// every response became a cross-thread wake-up (futex, context switch). On
 /// one thread a persona-tick costs ~half the CPU (BENCHMARKS.md, overhead),
 /// and one core carries far more personas than the platform or the LLM will.
 fn runtime_for(command: &cli::Command) -> std::io::Result<tokio::runtime::Runtime> {
     match command {
-        cli::Command::Tick(_) => tokio::runtime::Builder::new_current_thread(),
+        cli::Command::Tick(_) | cli::Command::Daemon(_) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
