@@ -625,10 +625,16 @@ impl Persona {
     /// prompt's `{{modules}}` lists, so the LLM favours what the persona
     /// favours. Zero-weight modules are included last, as the catalog names them.
     pub fn preferred_modules(&self) -> Vec<String> {
-        let mut mods: Vec<(&String, f64)> = self.module_mix.iter().map(|(k, w)| (k, *w)).collect();
-        mods.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        mods.into_iter().map(|(k, _)| k.clone()).collect()
+        preferred_modules(&self.module_mix)
     }
+}
+
+/// A module mix's keys, highest weight first, ties by name (the catalog's
+/// view and the runner's prompt agree because both call this).
+pub fn preferred_modules(mix: &BTreeMap<String, f64>) -> Vec<String> {
+    let mut mods: Vec<(&String, f64)> = mix.iter().map(|(k, w)| (k, *w)).collect();
+    mods.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    mods.into_iter().map(|(k, _)| k.clone()).collect()
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 use secrecy::ExposeSecret;
 
+use super::GlobalArgs;
 use super::output::table;
-use super::{EXIT_OK, GlobalArgs};
 use crate::catalog::{self, Catalog};
 use crate::platform::admin::UpsertPersona;
 use crate::runner::Runner;
@@ -171,9 +171,5 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
         runner.state.path().display()
     );
     sb.shutdown().await;
-    Ok(if summary.failed.is_empty() {
-        EXIT_OK
-    } else {
-        super::EXIT_FAILED
-    })
+    Ok(super::tick::exit_code(&summary))
 }

@@ -21,9 +21,9 @@ pub async fn run(g: &GlobalArgs, a: LoginArgs) -> anyhow::Result<u8> {
     let cfg = g.load_config(|ov| ov.set("auth_url", a.auth.clone(), "--auth"))?;
     cfg.require(&[Need::SeedSecret])?;
     let auth = clients::auth(&cfg);
-    let password = crate::password::derive(&cfg.seed_secret, &a.email, cfg.production)?;
-    let session = auth.login(&a.email, &password).await?;
-    let space = auth.personal_space(&a.email, &session).await?;
+    let (session, space) = auth
+        .sign_in(&cfg.seed_secret, &a.email, cfg.production)
+        .await?;
     if a.json {
         let v = serde_json::json!({
             "email": a.email, "userId": session.user_id,

@@ -177,6 +177,10 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
             || c.downcast_ref::<UsageError>().is_some()
             || c.downcast_ref::<crate::catalog::CatalogError>().is_some()
             || c.downcast_ref::<crate::password::PasswordError>().is_some()
+            || matches!(
+                c.downcast_ref::<crate::platform::auth::SignInError>(),
+                Some(crate::platform::auth::SignInError::Password(_))
+            )
             || c.downcast_ref::<crate::runner::prompts::PromptError>()
                 .is_some()
     });

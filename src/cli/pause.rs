@@ -12,9 +12,10 @@ use clap::Args;
 use secrecy::ExposeSecret;
 
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs};
-use crate::config::Config;
+use crate::config::{Config, Need};
 use crate::daemon::http::SERVICE_KEY_HEADER;
 use crate::daemon::pause::{self, Switch};
+use crate::http::HttpError;
 
 #[derive(Debug, Args)]
 pub struct PauseArgs {
@@ -83,27 +84,23 @@ async fn control(
     cfg: &Config,
     switch: Switch,
 ) -> anyhow::Result<()> {
-    let key = cfg.service_key.as_ref().ok_or_else(|| {
-        anyhow::anyhow!("MANA_SERVICE_KEY is not set, so the control endpoint cannot be used")
-    })?;
+    cfg.require(&[Need::ServiceKey])?;
+    let Some(key) = cfg.service_key.as_ref() else {
+        unreachable!("required above")
+    };
     let path = match switch {
         Switch::Paused => "/control/pause",
         Switch::Running => "/control/resume",
     };
+    let url = format!("{base}{path}");
     let resp = http
-        .post(format!("{base}{path}"))
+        .post(&url)
         .header(SERVICE_KEY_HEADER, key.expose_secret())
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("POST {base}{path}: {}", crate::http::describe_reqwest(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        anyhow::bail!(
-            "POST {path} → HTTP {}: {}",
-            status.as_u16(),
-            crate::http::cut(&body, 300)
-        );
+        .map_err(|e| HttpError::from_reqwest("POST", &url, &e))?;
+    if !resp.status().is_success() {
+        return Err(crate::http::status_error("POST", &url, resp).await.into());
     }
     Ok(())
 }

@@ -54,7 +54,8 @@ impl TickArgs {
 }
 
 pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
-    let cfg = g.load_config(|ov| a.overrides(ov))?;
+    let reload = reloader(g, a.prompts.clone(), None, None);
+    let cfg = reload()?;
     if !a.once {
         // The daemon's loop in the foreground: no HTTP, no systemd.
         return daemon::run(
@@ -63,7 +64,7 @@ pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
                 tick: a.options(),
                 listen: None,
                 systemd: false,
-                reload: reloader(g, a.prompts.clone(), None, None),
+                reload,
             },
         )
         .await;
@@ -86,18 +87,8 @@ pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
     Ok(exit_code(&summary))
 }
 
-impl TickArgs {
-    /// The flags that are also configuration settings.
-    fn overrides(&self, ov: &mut crate::config::Overrides) {
-        ov.set(
-            "prompts_dir",
-            self.prompts.as_ref().map(|p| p.display().to_string()),
-            "--prompts",
-        );
-    }
-}
-
-/// SIGHUP: the same file, environment and flags as at start.
+/// How `tick` and `daemon` load their configuration, at start and again on
+/// SIGHUP: the same file, environment and flags every time.
 pub fn reloader(
     g: &GlobalArgs,
     prompts: Option<PathBuf>,

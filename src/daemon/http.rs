@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::pause::{self, Switch};
 use super::scheduler::Command;
 use super::shared::Shared;
+use crate::platform::auth::SignInError;
 
 /// The header the control endpoints read, the same one the platform's
 /// internal endpoints use for the service key.
@@ -123,21 +124,17 @@ async fn diag_login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Resp
         return error(StatusCode::BAD_REQUEST, "missing query parameter `email`");
     };
     let r = app.shared.runner();
-    let password =
-        match crate::password::derive(&r.settings.seed_secret, &email, r.settings.production) {
-            Ok(p) => p,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
-    let session = match r.auth.login(&email, &password).await {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
-    };
-    match r.auth.personal_space(&email, &session).await {
-        Ok(space) => Json(json!({
+    match r
+        .auth
+        .sign_in(&r.settings.seed_secret, &email, r.settings.production)
+        .await
+    {
+        Ok((session, space)) => Json(json!({
             "ok": true, "email": email, "userId": session.user_id,
             "spaceId": space.id, "spaceName": space.name,
         }))
         .into_response(),
+        Err(SignInError::Password(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
@@ -208,7 +205,7 @@ async fn set_switch(app: App, switch: Switch) -> Response {
     }
     // The scheduler applies (and logs) it; answer once it has.
     let (tx, rx) = oneshot::channel();
-    let _ = app.commands.send(Command::Refresh(Some(tx))).await;
+    let _ = app.commands.send(Command::Refresh(tx)).await;
     let paused = rx.await.unwrap_or(switch == Switch::Paused);
     Json(json!({"ok": true, "paused": paused})).into_response()
 }

@@ -32,7 +32,7 @@ pub enum Command {
     TickNow(oneshot::Sender<Result<(), &'static str>>),
     /// `/control/pause|resume` changed the switch: apply it now and answer
     /// with the resulting state.
-    Refresh(Option<oneshot::Sender<bool>>),
+    Refresh(oneshot::Sender<bool>),
 }
 
 /// Builds a fresh configuration (the same file, environment and flags as at
@@ -87,8 +87,9 @@ impl Scheduler {
                     self.finished(res);
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Reload) => {
+                // Disabled (never a busy loop) if every sender is gone.
+                Some(cmd) = commands.recv() => match cmd {
+                    Command::Reload => {
                         if let Some(new) = self.reload()
                             && new != interval
                         {
@@ -96,7 +97,7 @@ impl Scheduler {
                             next = Instant::now() + interval;
                         }
                     }
-                    Some(Command::TickNow(reply)) => {
+                    Command::TickNow(reply) => {
                         let answer = if self.shared.is_paused() {
                             Err("the runner is paused")
                         } else if current.is_some() {
@@ -107,13 +108,10 @@ impl Scheduler {
                         };
                         let _ = reply.send(answer);
                     }
-                    Some(Command::Refresh(reply)) => {
+                    Command::Refresh(reply) => {
                         self.refresh_pause();
-                        if let Some(reply) = reply {
-                            let _ = reply.send(self.shared.is_paused());
-                        }
+                        let _ = reply.send(self.shared.is_paused());
                     }
-                    None => {}
                 },
                 _ = poll.tick() => self.refresh_pause(),
                 _ = tokio::time::sleep_until(next) => {

@@ -202,13 +202,6 @@ fn wire_body<'a>(model: &'a str, req: &'a ChatRequest) -> WireBody<'a> {
     }
 }
 
-/// The request body for `req` as a JSON value (what [`body_bytes`] sends),
-/// including cache breakpoints: the last tool, the system block, and from
-/// turn 2 on the newest block of the last message.
-pub fn build_body(model: &str, req: &ChatRequest) -> Value {
-    serde_json::to_value(wire_body(model, req)).expect("the wire body is plain JSON")
-}
-
 /// The request body for `req`, serialised once: retries resend these bytes.
 pub fn body_bytes(model: &str, req: &ChatRequest) -> bytes::Bytes {
     serde_json::to_vec(&wire_body(model, req))
@@ -274,6 +267,11 @@ mod tests {
             ],
             max_tokens: 100,
         }
+    }
+
+    /// The body as JSON, parsed from the bytes that go on the wire.
+    fn build_body(model: &str, req: &ChatRequest) -> Value {
+        serde_json::from_slice(&body_bytes(model, req)).unwrap()
     }
 
     #[test]
@@ -344,33 +342,5 @@ mod tests {
                 r#"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"bad","is_error":true,"cache_control":{"type":"ephemeral"}}]}]}"#,
             )
         );
-        assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap(),
-            build_body("m", &r)
-        );
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_and_errors() {
-        let key = "sk-ant-DISTINCTIVE-7f3a9c";
-        let client = AnthropicClient::new(
-            reqwest::Client::new(),
-            AnthropicConfig {
-                base_url: "http://127.0.0.1:9".into(),
-                api_key: SecretString::from(key),
-                model: DEFAULT_MODEL.into(),
-                retry: RetryPolicy::NONE,
-            },
-        );
-        assert!(!format!("{client:?}").contains(key));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let err = rt
-            .block_on(client.complete(&req(vec![Message::user_text("hi")])))
-            .unwrap_err();
-        assert!(!format!("{err}").contains(key));
-        assert!(!format!("{err:?}").contains(key));
     }
 }

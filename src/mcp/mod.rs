@@ -14,8 +14,6 @@ use serde_json::{Map, Value, json};
 use crate::http::RetryPolicy;
 use wire::{Endpoint, Failure, Reply, SessionHeaders};
 
-pub use result::cap_text;
-
 /// Where and how to talk MCP.
 #[derive(Debug, Clone)]
 pub struct McpConfig {
@@ -152,7 +150,7 @@ impl McpSession {
         jwt: &SecretString,
         space_id: &str,
     ) -> Result<Self, McpError> {
-        let url = format!("{}/mcp", cfg.base_url.trim_end_matches('/'));
+        let url = crate::platform::join(&cfg.base_url, "/mcp");
         let session = McpSession {
             ep: Endpoint {
                 http,
@@ -402,13 +400,7 @@ impl McpSession {
                 let headers = self
                     .reinitialize(generation)
                     .await
-                    .map_err(|error| Failure {
-                        error,
-                        expired: false,
-                        status: None,
-                        connection: false,
-                        retry_after: None,
-                    })?;
+                    .map_err(Failure::plain)?;
                 self.send(op, method, params, &headers).await
             }
             other => other,

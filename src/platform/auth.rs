@@ -147,6 +147,33 @@ impl AuthClient {
     }
 }
 
+/// Why a persona could not sign in: its password could not be derived, or
+/// mana-auth refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error(transparent)]
+    Password(#[from] crate::password::PasswordError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl AuthClient {
+    /// What a tick, `login` and `/diag/login` all do first: derive the
+    /// persona's password (the platform's own scheme), log in, and find the
+    /// space it writes to.
+    pub async fn sign_in(
+        &self,
+        seed_secret: &SecretString,
+        email: &str,
+        production: bool,
+    ) -> Result<(Session, Space), SignInError> {
+        let password = crate::password::derive(seed_secret, email, production)?;
+        let session = self.login(email, &password).await?;
+        let space = self.personal_space(email, &session).await?;
+        Ok((session, space))
+    }
+}
+
 /// The type in an organization's metadata, whether the metadata is an object
 /// or a string holding JSON (mana-auth sends the latter).
 pub fn space_type(metadata: &Value) -> Option<String> {

@@ -64,6 +64,18 @@ pub enum Delivery {
     Nothing,
 }
 
+impl Delivery {
+    /// The log value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Delivery::Posted => "posted",
+            Delivery::Queued(_) => "queued",
+            Delivery::Refused(_) => "refused",
+            Delivery::Nothing => "nothing",
+        }
+    }
+}
+
 /// Time spent waiting on each dependency (for the runner's own share).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -332,20 +344,11 @@ pub async fn run(
 /// The persona's day. Errors are reasons, already phrased for an operator.
 async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(), String> {
     let s = &r.settings;
-    w.stage("password derivation");
-    let password = crate::password::derive(&s.seed_secret, &p.email, s.production)
-        .map_err(|e| e.to_string())?;
-
     w.stage("login");
     let t0 = Instant::now();
-    let session = r
+    let (session, space) = r
         .auth
-        .login(&p.email, &password)
-        .await
-        .map_err(|e| e.to_string())?;
-    let space = r
-        .auth
-        .personal_space(&p.email, &session)
+        .sign_in(&s.seed_secret, &p.email, s.production)
         .await
         .map_err(|e| e.to_string())?;
     w.with(|w| w.waits.platform += t0.elapsed());
@@ -374,7 +377,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         })
         .collect();
 
-    let preferred = preferred_modules(p);
+    let preferred = crate::catalog::preferred_modules(&p.module_mix);
     let name = name_from_email(&p.email);
     let today = Utc::now().date_naive();
     let vars = Vars {
@@ -584,17 +587,6 @@ async fn complete(
             .llm_request(provider, e.status_label(), e.retries(), Usage::default()),
     }
     res
-}
-
-/// moduleMix keys, highest weight first, ties by name.
-fn preferred_modules(p: &DuePersona) -> Vec<String> {
-    let mut v: Vec<(&String, &f64)> = p.module_mix.iter().collect();
-    v.sort_by(|a, b| {
-        b.1.partial_cmp(a.1)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.0.cmp(b.0))
-    });
-    v.into_iter().map(|(k, _)| k.clone()).collect()
 }
 
 /// Queues the tick's batches, then drains this persona's outbox.

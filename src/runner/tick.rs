@@ -320,12 +320,7 @@ pub async fn run_once(
 /// The one structured event per persona run (journald / Loki): who, which
 /// tick, how it ended, what it did, what it cost, how long it took.
 fn log_run(rep: &PersonaReport) {
-    let delivery = match &rep.delivery {
-        persona::Delivery::Posted => "posted",
-        persona::Delivery::Queued(_) => "queued",
-        persona::Delivery::Refused(_) => "refused",
-        persona::Delivery::Nothing => "nothing",
-    };
+    let delivery = rep.delivery.as_str();
     let t = rep.tokens;
     // At info even when it failed: `tick --once` already prints a ✗ line,
     // and the daemon logs at info.

@@ -86,8 +86,10 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<Result<(), Skip>, StateError> {
         let row = self.call(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT outcome, next_eligible_at, consecutive_failures, COALESCE(last_error, '') FROM runs WHERE persona_id = ?1",
+            )?
+            .query_row(
                 params![persona_id],
                 |r| {
                     Ok((
