@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The smoke recipe: sandbox on a free port, seed the catalog, one tick, then
-# check in the sandbox database that every due persona has action and feedback
-# rows. Exits non-zero with a clear message on any shortfall.
+# check that every due persona ran, the outbox is empty, and the sandbox
+# database holds exactly the rows the runner reported posting. Exits non-zero
+# with a clear message on any shortfall.
 set -euo pipefail
 bin=${MANA_PERSONAS_BIN:-target/debug/mana-personas}
 [ -x "$bin" ] || cargo build --quiet
@@ -30,22 +31,27 @@ python3 - "$work/sandbox.db" "$work/summary.json" <<'PY'
 import json, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 summary = json.load(open(sys.argv[2]))
-due = {r[0] for r in db.execute("select email from personas where last_active_at is not null")}
 problems = []
 if summary["ran"] == 0:
     problems.append("the tick ran no persona")
-for (email, actions, feedback) in db.execute("""
+if summary["ran"] != summary["due"]:
+    problems.append(f"{summary['due']} personas were due but only {summary['ran']} ran")
+if summary["outboxPending"] != 0:
+    problems.append(f"{summary['outboxPending']} batches still wait in the outbox")
+# The database must hold exactly what the runner says it posted.
+(actions,) = db.execute("select count(*) from persona_actions").fetchone()
+(feedback,) = db.execute("select count(*) from persona_feedback").fetchone()
+if actions != summary["actions"]:
+    problems.append(f"the runner reported {summary['actions']} actions, the database has {actions}")
+if feedback != summary["ratings"]:
+    problems.append(f"the runner reported {summary['ratings']} ratings, the database has {feedback}")
+for (email, a, f) in db.execute("""
     select p.email,
            (select count(*) from persona_actions a where a.persona_id = p.user_id),
            (select count(*) from persona_feedback f where f.persona_id = p.user_id)
     from personas p order by p.email"""):
-    ran = email in due
-    if not ran:
-        continue
-    if actions == 0:
-        problems.append(f"{email}: no action rows")
-    if feedback == 0:
-        problems.append(f"{email}: no feedback rows")
+    if a > 0 and f == 0:
+        problems.append(f"{email}: {a} action rows but no feedback rows")
 not_run = summary["due"] - summary["ran"]
 print(f"smoke: {summary['ran']} personas ran, {summary['actions']} actions, {summary['ratings']} ratings, "
       f"{len(summary['failed'])} failed, {not_run} due but skipped")

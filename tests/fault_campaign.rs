@@ -187,10 +187,6 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
     // tick interval, SIGKILLed at a random moment, restarted on the same
     // state directory (its outbox, run memory and ledger survive the kill).
     let mut daemon_lives = 0;
-    assert!(
-        campaign::daemon_available(),
-        "the binary has no `daemon` command"
-    );
     for life in 0..DAEMON_LIVES {
         let port = campaign::free_port();
         let base = format!("http://127.0.0.1:{port}");

@@ -138,8 +138,6 @@ proptest! {
     ) {
         let pw = derive_raw(&secret, &email);
         prop_assert!(is_password_shaped(&pw), "{pw:?}");
-        // Deterministic: seeding and every later login must agree.
-        prop_assert_eq!(pw, derive_raw(&secret, &email));
     }
 
     /// The same shape through the public entry point, with the secret as a

@@ -30,7 +30,7 @@ fn tick_cmd(url: &str, home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -
         .env("ANTHROPIC_API_KEY", "k")
         .env("LLM_PROVIDER", "anthropic")
         .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
-        .env("RUST_LOG", "warn")
+        .env("MANA_PERSONAS_LOG", "warn")
         .args(["--state-dir", &home.join("state").display().to_string()])
         .args(["tick", "--once"])
         .args(args)

@@ -792,16 +792,6 @@ pub fn kill_after(rng: &mut StdRng, lo: u64, hi: u64) -> Duration {
 
 // ------------------------------------------------------------------ daemon
 
-/// Whether this build has the `daemon` command.
-pub fn daemon_available() -> bool {
-    Command::new(env!("CARGO_BIN_EXE_mana-personas"))
-        .args(["daemon", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
