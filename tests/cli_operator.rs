@@ -141,7 +141,8 @@ async fn seed_only_one_and_unknown_only() {
             "--catalog",
             &catalog(),
             "--only",
-            "persona.mira@mana.test",
+            // Emails are case-insensitive, as in the catalog and tick --persona.
+            "Persona.Mira@mana.test",
         ])
         .await;
     out.expect_code(0);
@@ -382,10 +383,31 @@ async fn cleanup_asks_dry_runs_marks_orphans_and_deletes() {
     assert!(marked[0].contains(&extra), "{marked:?}");
     assert_eq!(count(&sb, "personas"), 15, "dry run deleted nothing");
 
+    // --orphans decides by the catalog: a missing one is refused, never read
+    // as "every persona is an orphan".
+    let missing = sh.path("missing.json").display().to_string();
+    let out = sh
+        .run(&["cleanup", "--orphans", "--yes", "--catalog", &missing])
+        .await;
+    out.expect_code(2);
+    assert!(out.stderr.contains("missing.json"), "{}", out.stderr);
+    assert_eq!(count(&sb, "personas"), 15, "nothing deleted");
+    let out = sh
+        .run(&["cleanup", "--orphans", "--yes", "--catalog", &catalog()])
+        .await;
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("deleted 1 of 1 personas"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&extra), "{}", out.stdout);
+    assert_eq!(count(&sb, "personas"), 14, "only the orphan went");
+
     let out = sh.run(&["cleanup", "--yes", "--catalog", &catalog()]).await;
     out.expect_code(0);
-    assert_eq!(out.lines_starting("✓").len(), 15, "{}", out.stdout);
-    assert!(out.stdout.contains("deleted 15 of 15 personas"));
+    assert_eq!(out.lines_starting("✓").len(), 14, "{}", out.stdout);
+    assert!(out.stdout.contains("deleted 14 of 14 personas"));
     assert_eq!(count(&sb, "personas"), 0);
     assert_eq!(count(&sb, "users"), 0);
 
