@@ -242,16 +242,8 @@ impl Faults {
     }
 
     /// Takes one use of the first rule matching this request (a random rule
-    /// that rolls "no" lets later rules have their turn). Not counted in
-    /// [`Faults::stats`]; the middleware uses [`Faults::take_for`].
-    pub fn take(&self, group: RouteGroup, path: &str) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        let kind = take_locked(&mut inner.queue, group, path)?;
-        inner.injected += 1;
-        Some(kind)
-    }
-
-    /// [`Faults::take`] for one request, counted in the endpoint's tallies.
+    /// that rolls "no" lets later rules have their turn), counted in the
+    /// endpoint's tallies. The middleware's path, and the tests' too.
     pub fn take_for(&self, group: RouteGroup, method: &str, path: &str) -> Option<FaultKind> {
         let mut inner = self.lock();
         let kind = take_locked(&mut inner.queue, group, path);
@@ -439,7 +431,7 @@ mod tests {
         f.fail(RouteGroup::Llm, 529, 2);
         f.fail(RouteGroup::Llm, 503, 1);
         let got: Vec<_> = (0..4)
-            .map(|_| f.take(RouteGroup::Llm, "/v1/messages"))
+            .map(|_| f.take_for(RouteGroup::Llm, "GET", "/v1/messages"))
             .collect();
         assert_eq!(
             got,
@@ -451,7 +443,10 @@ mod tests {
             ]
         );
         assert_eq!(f.injected(), 3);
-        assert_eq!(f.take(RouteGroup::Auth, "/api/v1/auth/login"), None);
+        assert_eq!(
+            f.take_for(RouteGroup::Auth, "GET", "/api/v1/auth/login"),
+            None
+        );
     }
 
     #[test]
@@ -497,9 +492,12 @@ mod tests {
             path_contains: None,
         });
         f.fail(RouteGroup::Internal, 429, 1);
-        assert_eq!(f.take(RouteGroup::Internal, "/x/due"), Some(status(429)));
-        assert_eq!(f.take(RouteGroup::Internal, "/x/due"), None);
-        assert_eq!(f.take(RouteGroup::Internal, "/x/due"), None);
+        assert_eq!(
+            f.take_for(RouteGroup::Internal, "GET", "/x/due"),
+            Some(status(429))
+        );
+        assert_eq!(f.take_for(RouteGroup::Internal, "GET", "/x/due"), None);
+        assert_eq!(f.take_for(RouteGroup::Internal, "GET", "/x/due"), None);
         // Three rolls used the random rule up.
         assert!(f.lock().queue.is_empty());
     }

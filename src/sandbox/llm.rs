@@ -146,9 +146,9 @@ fn parse_anthropic(v: &Value) -> Convo {
             c.tools.push((n.to_string(), t["input_schema"].clone()));
         }
     }
-    let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+    let msgs: &[Value] = v["messages"].as_array().map_or(&[], Vec::as_slice);
     c.message_count = msgs.len();
-    for m in &msgs {
+    for m in msgs {
         match m["role"].as_str() {
             Some("assistant") => {
                 c.assistant_turns += 1;
@@ -181,9 +181,9 @@ fn parse_openai(v: &Value) -> Convo {
                 .push((n.to_string(), t["function"]["parameters"].clone()));
         }
     }
-    let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+    let msgs: &[Value] = v["messages"].as_array().map_or(&[], Vec::as_slice);
     let mut systems = Vec::new();
-    for m in &msgs {
+    for m in msgs {
         match m["role"].as_str() {
             Some("system") | Some("developer") => systems.push(text_of(&m["content"])),
             Some("assistant") => {

@@ -251,21 +251,11 @@ async fn admin_upsert(
     }
     let details = validate_upsert(&body);
     if !details.is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "ValidationError", "details": details})),
-        )
-            .into_response();
+        return validation(details);
     }
     let p: UpsertPersona = match serde_json::from_value(body) {
         Ok(p) => p,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "ValidationError", "details": [e.to_string()]})),
-            )
-                .into_response();
-        }
+        Err(e) => return validation(vec![e.to_string()]),
     };
     let cadence = p.tick_cadence.clone().unwrap_or_else(|| "daily".into());
     let mix = serde_json::to_string(&p.module_mix).unwrap_or_else(|_| "{}".into());

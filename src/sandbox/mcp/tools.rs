@@ -45,8 +45,14 @@ fn schema(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
     }
 }
 
-/// Every tool, in listing order.
-pub fn definitions() -> Vec<Tool> {
+/// Every tool, in listing order, built once (every list page and every call
+/// reads it).
+pub fn definitions() -> &'static [Tool] {
+    static TOOLS: std::sync::LazyLock<Vec<Tool>> = std::sync::LazyLock::new(build_definitions);
+    &TOOLS
+}
+
+fn build_definitions() -> Vec<Tool> {
     let t = |name: &'static str, desc: &'static str, s| Tool::new(name, desc, s);
     vec![
         t(
@@ -145,7 +151,7 @@ pub fn call(
     name: &str,
     args: &Map<String, Value>,
 ) -> Result<Value, String> {
-    let Some(tool) = definitions().into_iter().find(|t| t.name == name) else {
+    let Some(tool) = definitions().iter().find(|t| t.name == name) else {
         return Err(format!("Tool {name} not found"));
     };
     validate(&tool.input_schema, args)
@@ -437,10 +443,11 @@ mod tests {
 
     fn schema_of(name: &str) -> Arc<Map<String, Value>> {
         definitions()
-            .into_iter()
+            .iter()
             .find(|t| t.name == name)
             .unwrap()
             .input_schema
+            .clone()
     }
 
     fn args(v: Value) -> Map<String, Value> {
@@ -481,7 +488,7 @@ mod tests {
 
     #[test]
     fn tool_names_are_dotted_and_unique() {
-        let names: Vec<_> = definitions().into_iter().map(|t| t.name).collect();
+        let names: Vec<_> = definitions().iter().map(|t| t.name.clone()).collect();
         assert_eq!(names.len(), 11);
         let mut dedup = names.clone();
         dedup.sort();
