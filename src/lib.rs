@@ -3,8 +3,8 @@
 //! The crate is a pipeline of small leaves bridged by the runner:
 //! `config` → `password` / `catalog` → `platform` (auth, admin, internal) →
 //! `mcp` + `llm` → `runner` (one persona tick, the pool) → `state` (outbox,
-//! run memory, ledger). `sandbox` is the loopback stand-in for the platform and
-//! the LLM; nothing in the product imports it. See ARCHITECTURE.md.
+//! run memory, ledger). The loopback stand-in for the platform and the LLM is
+//! its own crate, `mana-sandbox`; only the `sandbox` and `demo` commands use it. See ARCHITECTURE.md.
 
 pub mod catalog;
 pub mod cli;
@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod password;
 pub mod platform;
 pub mod runner;
-pub mod sandbox;
 pub mod shutdown;
 pub mod sse;
 pub mod state;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::{Out, Shell, TEST_SEED_SECRET, catalog_emails, catalog_json};
-use mana_personas::sandbox::{
+use mana_sandbox::{
     DEV_ADMIN_JWT, DEV_SERVICE_KEY, Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions,
 };
 use serde_json::Value;

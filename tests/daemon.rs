@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Seed;
-use mana_personas::sandbox::{DEV_SERVICE_KEY, Sandbox, SandboxOptions};
+use mana_sandbox::{DEV_SERVICE_KEY, Sandbox, SandboxOptions};
 use serde_json::Value;
 
 /// A running daemon: its child process, its log lines (JSON), its address.
@@ -760,7 +760,7 @@ async fn a_malformed_sighup_reload_keeps_the_daemon_running() {
 /// 503 with a reason (a load balancer or monitor sees it); recovery clears it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_turns_503_while_the_due_list_keeps_failing() {
-    use mana_personas::sandbox::{Fault, FaultKind, RouteGroup};
+    use mana_sandbox::{Fault, FaultKind, RouteGroup};
     let sb = sandbox_with_latency(0).await;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();

@@ -17,9 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use campaign::{Bin, Finished, Kill};
-use mana_personas::sandbox::{
-    DEV_ADMIN_JWT, DEV_SERVICE_KEY, Fault, RouteGroup, Sandbox, SandboxOptions,
-};
+use mana_sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Fault, RouteGroup, Sandbox, SandboxOptions};
 
 /// Personas in the catalog; every run ticks all of them that are not blocked.
 const PERSONAS: usize = 220;

@@ -15,7 +15,7 @@ use mana_personas::llm::{
     Block, ChatRequest, ChatResponse, LlmClient, LlmError, Message, Role, StopReason, ToolSpec,
     Usage,
 };
-use mana_personas::sandbox::{Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions};
+use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

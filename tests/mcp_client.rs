@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use mana_personas::http::RetryPolicy;
 use mana_personas::mcp::{McpConfig, McpError, McpSession};
-use mana_personas::sandbox::{Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions};
+use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions};
 use rusqlite::params;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use campaign::{Bin, Finished};
-use mana_personas::sandbox::{Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions};
+use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox, SandboxOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 const SEED_SECRET: &str = "SEEDSECRET-7f3a9c2e41b8d6f05a17";

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Seed;
-use mana_personas::sandbox::{DEV_SERVICE_KEY, Fault, FaultKind, RouteGroup, Sandbox};
+use mana_sandbox::{DEV_SERVICE_KEY, Fault, FaultKind, RouteGroup, Sandbox};
 use serde_json::Value;
 
 /// The binary with a clean environment pointing at `url`; state under `home`.

@@ -12,8 +12,8 @@ use mana_personas::platform::internal::{ActionResult, ActionRow, ActionsBatch};
 use mana_personas::runner::persona::RunOutcome;
 use mana_personas::runner::tick::{self, TickOptions, TickSummary};
 use mana_personas::runner::{Runner, batch::input_hash};
-use mana_personas::sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
 use mana_personas::shutdown::Shutdown;
+use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
 
 async fn run_once(r: &Runner) -> TickSummary {
     tick::run_once(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mana_personas::sandbox::DEV_SERVICE_KEY;
+use mana_sandbox::DEV_SERVICE_KEY;
 
 /// What one run of the binary cost.
 #[derive(Debug, Clone)]

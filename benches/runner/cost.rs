@@ -3,7 +3,7 @@
 //! before the last `cache_control` breakpoint (and so is read from the prompt
 //! cache at a tenth of the price), and the tokens of a persona tick by kind.
 
-use mana_personas::sandbox::Sandbox;
+use mana_sandbox::Sandbox;
 use serde_json::{Value, json};
 
 /// The cache share and the per-persona-tick tokens of everything the sandbox

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use mana_personas::catalog;
 use mana_personas::platform::admin::{AdminClient, DEFAULT_PREFIX, UpsertPersona};
-use mana_personas::sandbox::{DEV_ADMIN_JWT, Sandbox, SandboxOptions};
+use mana_sandbox::{DEV_ADMIN_JWT, Sandbox, SandboxOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 /// The directive every template persona carries: a uniform day of four tool

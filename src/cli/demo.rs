@@ -13,7 +13,7 @@ use crate::catalog::{self, Catalog};
 use crate::platform::admin::UpsertPersona;
 use crate::runner::Runner;
 use crate::runner::tick::TickOptions;
-use crate::sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
+use mana_sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
 
 /// Our catalog, compiled in, so `demo` works from any directory.
 const BUILTIN_CATALOG: &str = include_str!("../../catalog.json");

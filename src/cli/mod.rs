@@ -5,12 +5,14 @@ pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod logging;
 pub mod login;
 pub mod output;
 pub mod password;
 pub mod pause;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod seed;
 pub mod tick;
@@ -123,10 +125,12 @@ pub enum Command {
     /// Print the effective configuration and where each value came from.
     Config(config::ConfigArgs),
     /// Serve the loopback stand-in of the platform and the LLM.
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxArgs),
     /// Run due personas through the product: `--once`, or on the interval.
     Tick(tick::TickArgs),
     /// The whole pipeline on the embedded sandbox: seed, one tick, a table.
+    #[cfg(feature = "sandbox")]
     Demo(demo::DemoArgs),
     /// Run as a service: ticks on the interval, /health, /metrics, systemd.
     Daemon(daemon::DaemonArgs),
@@ -139,8 +143,11 @@ pub enum Command {
 impl Command {
     /// Long-running commands log at info by default; one-shot commands at warn.
     pub fn is_long_running(&self) -> bool {
-        matches!(self, Command::Sandbox(_) | Command::Daemon(_))
-            || matches!(self, Command::Tick(t) if !t.once)
+        #[cfg(feature = "sandbox")]
+        if matches!(self, Command::Sandbox(_)) {
+            return true;
+        }
+        matches!(self, Command::Daemon(_)) || matches!(self, Command::Tick(t) if !t.once)
     }
 }
 
@@ -156,8 +163,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Cleanup(a) => admin::cleanup(g, a).await,
         Command::Login(a) => login::run(g, a).await,
         Command::Config(a) => config::run(g, a),
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(a) => sandbox::run(g, a).await,
         Command::Tick(a) => tick::run(g, a).await,
+        #[cfg(feature = "sandbox")]
         Command::Demo(a) => demo::run(g, a).await,
         Command::Daemon(a) => daemon::run(g, a).await,
         Command::Pause(a) => pause::run(g, a, crate::daemon::pause::Switch::Paused).await,

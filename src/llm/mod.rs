@@ -3,7 +3,8 @@
 //! reqwest + eventsource-stream.
 //!
 //! Why hand-written: no maintained Anthropic crate shares our reqwest major, and
-//! owning the wire types lets the sandbox serialise exactly what we parse.
+//! owning the wire types keeps the protocol in one place (the sandbox has its own, so
+//! the two sides check each other).
 //! The runner only ever sees the types in this file; wire shapes live in the
 //! provider modules.
 

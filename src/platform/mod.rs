@@ -1,5 +1,5 @@
 //! Clients of the platform's HTTP services. Each submodule owns the wire shapes
-//! of its endpoints (the sandbox serves the same types):
+//! of its endpoints (the sandbox crate has its own, written from the contract):
 //! - [`auth`]: mana-auth login and the persona's spaces;
 //! - [`admin`]: seed, list, show, delete personas (admin JWT);
 //! - [`internal`]: due personas, action and feedback batches (service key).

@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mana_personas::sandbox::faults::EndpointStats;
-use mana_personas::sandbox::{FaultKind, RouteGroup, Sandbox};
+use mana_sandbox::faults::EndpointStats;
+use mana_sandbox::{FaultKind, RouteGroup, Sandbox};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

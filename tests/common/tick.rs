@@ -10,7 +10,7 @@ use mana_personas::catalog;
 use mana_personas::config::{Config, Overrides};
 use mana_personas::platform::admin::{AdminClient, UpsertPersona};
 use mana_personas::runner::Runner;
-use mana_personas::sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
+use mana_sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
 use secrecy::{ExposeSecret, SecretString};
 
 /// Our catalog, as `demo` seeds it.

@@ -7,9 +7,13 @@
 //! a run, `sqlite3 sandbox.db 'select * from persona_actions'` is how an operator
 //! checks what the runner really posted.
 //!
-//! The product never imports this module; tests and the `sandbox`/`demo`
-//! commands do.
+//! Its own crate with its own wire types: the twin must mirror the platform
+//! (`contract/mana-platform.md`), never the runner's client, so it cannot see
+//! the client's types at all. The product uses it only in its `sandbox` and
+//! `demo` commands; tests use it as a dev-dependency; `mana-sandbox` runs it
+//! alone.
 
+pub mod cli;
 pub mod db;
 pub mod faults;
 pub mod llm;

@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use super::McpCaller;
-use crate::sandbox::db::{Db, now_iso};
+use crate::db::{Db, now_iso};
 
 /// One table for every kind of item, keyed by (user, space): the sandbox
 /// needs isolation between personas, not a relational model.

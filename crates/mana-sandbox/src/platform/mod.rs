@@ -1,0 +1,92 @@
+//! The platform half of the sandbox, one file per service as the platform has
+//! them: [`auth`] (mana-auth: register, login, organization list), [`admin`]
+//! (apps/api's persona admin, admin JWT) and [`internal`] (apps/api's runner
+//! endpoints, service key).
+//!
+//! Every shape here follows `contract/mana-platform.md` (vendored facts in the
+//! doc comments), never the runner's client: the sandbox has its own wire
+//! types so a renamed field on either side fails a test instead of passing.
+//! Both path layouts are served (apps/api and the older mana-auth one), so a
+//! configuration for either can be tested here.
+
+pub mod admin;
+pub mod auth;
+pub mod internal;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::SandboxState;
+
+/// mana-auth's paths.
+pub const LOGIN_PATH: &str = "/api/v1/auth/login";
+pub const REGISTER_PATH: &str = "/api/v1/auth/register";
+pub const ORGANIZATIONS_PATH: &str = "/api/auth/organization/list";
+/// apps/api's persona admin, and the older layout on mana-auth.
+pub const ADMIN_PREFIX: &str = "/api/v1/personas/admin";
+pub const LEGACY_ADMIN_PREFIX: &str = "/api/v1/admin/personas";
+/// apps/api's runner endpoints, and the older layout on mana-auth.
+pub const INTERNAL_PREFIX: &str = "/api/v1/personas/internal";
+pub const LEGACY_INTERNAL_PREFIX: &str = "/api/v1/internal/personas";
+
+pub fn router(state: SandboxState) -> Router {
+    let admin_routes = || {
+        Router::new()
+            .route("/", get(admin::list).post(admin::upsert))
+            .route("/{id}", get(admin::show).delete(admin::delete))
+    };
+    let internal_routes = || {
+        Router::new()
+            .route("/due", get(internal::due))
+            .route("/{id}/actions", post(internal::actions))
+            .route("/{id}/feedback", post(internal::feedback))
+    };
+    Router::new()
+        .route(LOGIN_PATH, post(auth::login))
+        .route(REGISTER_PATH, post(auth::register))
+        .route(ORGANIZATIONS_PATH, get(auth::organizations))
+        .nest(ADMIN_PREFIX, admin_routes())
+        .nest(LEGACY_ADMIN_PREFIX, admin_routes())
+        .nest(INTERNAL_PREFIX, internal_routes())
+        .nest(LEGACY_INTERNAL_PREFIX, internal_routes())
+        .with_state(state)
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+pub(crate) fn db_error(e: rusqlite::Error) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "database error", "detail": e.to_string()})),
+    )
+        .into_response()
+}
+
+pub(crate) fn hash_password(pw: &str) -> String {
+    let d = Sha256::digest(pw.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// `400 {"error": "ValidationError", "details": [...]}`.
+pub(crate) fn validation(details: Vec<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": "ValidationError", "details": details})),
+    )
+        .into_response()
+}
