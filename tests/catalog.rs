@@ -67,7 +67,7 @@ fn only<'a>(ps: &'a [Problem], index: usize, field: &str) -> &'a Problem {
 
 #[test]
 fn platform_fixture_loads_unchanged() {
-    let c = catalog::load(&manifest("../shared/fixtures/mana-catalog.json")).unwrap();
+    let c = catalog::load(&manifest("tests/fixtures/mana-catalog.json")).unwrap();
     assert_eq!(c.personas.len(), 10);
     let mut want = ARCHETYPES.map(String::from).to_vec();
     want.sort();
@@ -109,7 +109,7 @@ fn our_catalog_covers_every_archetype() {
     let cadences: BTreeSet<&str> = c.personas.iter().map(|p| p.tick_cadence.as_str()).collect();
     assert_eq!(cadences.len(), 3, "a mix of all three cadences");
     // Different people from the platform's fixture.
-    let fixture = catalog::load(&manifest("../shared/fixtures/mana-catalog.json")).unwrap();
+    let fixture = catalog::load(&manifest("tests/fixtures/mana-catalog.json")).unwrap();
     for p in &c.personas {
         assert!(fixture.by_email(&p.email).is_none(), "{} copied", p.email);
         assert!(
