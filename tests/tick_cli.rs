@@ -138,6 +138,44 @@ async fn failing_persona_exits_1() {
     assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
 }
 
+/// A tick whose rows stayed in the outbox is not a clean success: exit 3,
+/// the summary says how many batches wait, and the next tick posts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_batches_exit_3_and_the_next_tick_posts_them() {
+    let env = setup(&seeds(1, "[sandbox:tools=1]"), None).await;
+    env.sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        count: 1000,
+        path_contains: Some("/actions".into()),
+    });
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    let s = summary_of(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(s["failed"], serde_json::json!([]), "{s}");
+    assert!(s["outboxPending"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 0);
+
+    env.sb.faults().clear();
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary_of(&o)["outboxPending"], 0);
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
+}
+
 /// Test 11c: a bad configuration exits 2 before doing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_exits_2() {

@@ -21,14 +21,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError, Overrides};
-
-/// Success.
-pub const EXIT_OK: u8 = 0;
-/// The operation failed: a persona, a request, a refusal.
-pub const EXIT_FAILED: u8 = 1;
-/// Configuration or usage error: nothing was attempted.
-pub const EXIT_CONFIG: u8 = 2;
+use crate::config::{Config, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -174,41 +167,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// A usage error found by a command (not by clap): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// Configuration and usage problems exit 2; everything else 1.
-pub fn exit_code_of(e: &anyhow::Error) -> u8 {
-    let config = e.chain().any(|c| {
-        c.downcast_ref::<ConfigError>().is_some()
-            || c.downcast_ref::<UsageError>().is_some()
-            || c.downcast_ref::<crate::catalog::CatalogError>().is_some()
-            || c.downcast_ref::<crate::password::PasswordError>().is_some()
-            || matches!(
-                c.downcast_ref::<crate::platform::auth::SignInError>(),
-                Some(crate::platform::auth::SignInError::Password(_))
-            )
-            || c.downcast_ref::<crate::runner::prompts::PromptError>()
-                .is_some()
-    });
-    if config { EXIT_CONFIG } else { EXIT_FAILED }
-}
-
-/// The error and its causes on one line, each cause once (wrappers that repeat
-/// their source's text are skipped).
-pub fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out
-}
+// The exit-code table and error rendering live in `crate::exit`, below the
+// command line and the daemon alike; these names keep the commands short.
+pub use crate::exit::{
+    CONFIG as EXIT_CONFIG, FAILED as EXIT_FAILED, OK as EXIT_OK, UsageError,
+    code_of as exit_code_of, render as render_error,
+};

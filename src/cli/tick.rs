@@ -143,12 +143,17 @@ pub async fn once(
     Ok(summary)
 }
 
-/// 0 when every attempted persona succeeded, 1 when any failed.
+/// 0 when every attempted persona succeeded and every batch reached the
+/// platform; 1 when any persona failed; 3 when none failed but batches are
+/// still in the outbox (a cron job or CI must see that the rows did not
+/// arrive yet; the next run posts them).
 pub fn exit_code(s: &TickSummary) -> u8 {
-    if s.failed.is_empty() {
-        EXIT_OK
+    if !s.failed.is_empty() {
+        crate::exit::FAILED
+    } else if s.outbox_pending > 0 {
+        crate::exit::UNDELIVERED
     } else {
-        EXIT_FAILED
+        crate::exit::OK
     }
 }
 
@@ -222,6 +227,12 @@ fn print_summary(s: &TickSummary) {
         println!(
             "  outbox: {} earlier batches delivered, {} still pending",
             s.outbox_delivered, s.outbox_pending
+        );
+    }
+    if s.failed.is_empty() && s.outbox_pending > 0 {
+        println!(
+            "  not a clean run (exit 3): {} batches did not reach the platform yet; the next tick posts them first",
+            s.outbox_pending
         );
     }
 }

@@ -170,5 +170,5 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
     }
     let pending = shared.runner().state.pending_count().unwrap_or(0);
     tracing::info!(outbox_pending = pending, "stopped");
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::OK)
 }
