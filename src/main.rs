@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     cli.global.long_running = cli.command.is_long_running();
     cli::logging::init(&cli.global);
+    cli::output::set_quiet(cli.global.quiet);
     let runtime = match runtime_for(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {

@@ -176,6 +176,23 @@ async fn undelivered_batches_exit_3_and_the_next_tick_posts_them() {
     assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
 }
 
+/// `-q`: the summary (the answer) and nothing else on stdout — no per-persona
+/// lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_prints_only_the_summary() {
+    let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["-q"])).await;
+    assert_eq!(o.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("tick: 2 due, 2 ran"), "{stdout}");
+    assert!(!stdout.contains('✓'), "{stdout}");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Test 11c: a bad configuration exits 2 before doing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_exits_2() {

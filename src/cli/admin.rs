@@ -33,6 +33,7 @@ impl AdminOpts {
 pub struct ListArgs {
     #[command(flatten)]
     pub admin: AdminOpts,
+    /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,6 +44,7 @@ pub struct ShowArgs {
     pub target: String,
     #[command(flatten)]
     pub admin: AdminOpts,
+    /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::GlobalArgs;
 use super::output::Reporter;
-use super::{EXIT_FAILED, EXIT_OK, GlobalArgs};
 use crate::daemon::{self, DaemonOptions};
 use crate::runner::Runner;
 use crate::runner::persona::{Delivery, PersonaReport, RunOutcome};
