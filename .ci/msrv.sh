@@ -8,7 +8,7 @@ set -euo pipefail
 cargo metadata --format-version 1 --locked | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
-def ver(s): return tuple(int(x) for x in s.split("."))
+def ver(s): return (tuple(int(x) for x in s.split(".")) + (0, 0))[:3]
 ours = {p["name"]: p["rust_version"] for p in m["packages"] if p["source"] is None}
 msrv = max(ver(v) for v in ours.values())
 used = {n["id"] for n in m["resolve"]["nodes"]}
