@@ -23,6 +23,7 @@ pub mod platform;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::task::JoinHandle;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use db::Db;
 pub use faults::{Fault, FaultKind, Faults, RouteGroup};
+pub use platform::ratelimit::{LimitReport, LimitStats, RateLimiter};
 
 /// The sandbox's well-known development credentials. They are not secrets: they
 /// only open the sandbox, which listens on loopback.
@@ -49,6 +51,13 @@ pub struct SandboxOptions {
     pub seed: u64,
     /// Added to every LLM response, for benchmarks and overlap tests.
     pub llm_latency_ms: u64,
+    /// apps/api's request budget per window on the admin and internal routes
+    /// (the platform: 200); 0 switches the limit off.
+    pub api_rate_limit: u32,
+    /// The budget's window (the platform: 60 s); tests shorten it.
+    pub api_rate_window: Duration,
+    /// The only LLM key the scripted LLM accepts; `None` accepts any.
+    pub llm_api_key: Option<String>,
 }
 
 impl Default for SandboxOptions {
@@ -60,6 +69,9 @@ impl Default for SandboxOptions {
             service_key: DEV_SERVICE_KEY.to_string(),
             seed: 42,
             llm_latency_ms: 0,
+            api_rate_limit: 200,
+            api_rate_window: Duration::from_secs(60),
+            llm_api_key: None,
         }
     }
 }
@@ -69,6 +81,8 @@ impl Default for SandboxOptions {
 pub struct SandboxState {
     pub db: Db,
     pub faults: Faults,
+    /// apps/api's request budget and its tallies.
+    pub ratelimit: RateLimiter,
     pub opts: Arc<SandboxOptions>,
 }
 
@@ -90,6 +104,7 @@ impl Sandbox {
         let state = SandboxState {
             db,
             faults: Faults::default(),
+            ratelimit: RateLimiter::default(),
             opts: Arc::new(opts),
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.opts.port))
@@ -129,6 +144,11 @@ impl Sandbox {
 
     pub fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// apps/api's requests and 429s so far.
+    pub fn rate_limit_report(&self) -> LimitReport {
+        self.state.ratelimit.report()
     }
 
     /// The lines an operator pastes into a shell to point the runner here.

@@ -861,14 +861,46 @@ async fn anthropic(State(state): State<SandboxState>, req: Request) -> Response 
             "x-api-key header is required",
         );
     }
+    if !key_accepted(&state, &headers) {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
+    }
     serve(state, Api::Anthropic, inject, bytes).await
 }
 
+/// With `SandboxOptions::llm_api_key` set, only that key (as `x-api-key` or
+/// `Authorization: Bearer`) is accepted, like a real provider; unset, any key.
+fn key_accepted(state: &SandboxState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(want) = &state.opts.llm_api_key else {
+        return true;
+    };
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    given.map(str::trim) == Some(want.as_str())
+}
+
 async fn openai(State(state): State<SandboxState>, req: Request) -> Response {
-    let (_, inject, bytes) = match read_request(req).await {
+    let (headers, inject, bytes) = match read_request(req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if !key_accepted(&state, &headers) {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Incorrect API key provided",
+        );
+    }
     serve(state, Api::OpenAi, inject, bytes).await
 }
 
