@@ -109,6 +109,7 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
     }
     let admin = clients::admin(&cfg, admin_jwt(&a.jwt_file, &a.jwt)?)?;
     let reporter = Reporter::new(personas.len(), false);
+    admin.budget().on_wait(reporter.notices());
     let results: Vec<bool> = futures::stream::iter(personas.iter())
         .map(|p| {
             let admin = &admin;

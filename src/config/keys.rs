@@ -10,6 +10,8 @@ pub enum Kind {
     /// Shown as `<set>` / `<unset>`; readable from `<key>_file` / `<ENV>_FILE`.
     Secret,
     PositiveInt,
+    /// A non-negative integer, where 0 means "off".
+    Count,
     Bool,
     Path,
     OneOf(&'static [&'static str]),
@@ -151,6 +153,13 @@ pub const KEYS: &[Key] = &[
         Some("30000"),
         Kind::PositiveInt,
         "daemon: on SIGTERM, how long in-flight personas may finish before they are cancelled"
+    ),
+    key!(
+        "api_rate_limit_per_min",
+        ["API_RATE_LIMIT_PER_MIN"],
+        Some("200"),
+        Kind::Count,
+        "apps/api requests per window (the platform's budget, 200/min); requests wait for it; the server's X-RateLimit-* headers win; 0 = do not pace"
     ),
     key!(
         "concurrency",

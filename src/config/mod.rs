@@ -111,6 +111,8 @@ pub struct Config {
     pub tick_interval: Duration,
     pub shutdown_grace: Duration,
     pub concurrency: usize,
+    /// apps/api requests per window; 0 = do not pace.
+    pub api_rate_limit_per_min: u32,
     pub paused: bool,
     pub production: bool,
     pub state_dir: PathBuf,
@@ -250,6 +252,7 @@ impl Config {
             tick_interval: Duration::from_millis(p.int("tick_interval_ms")),
             shutdown_grace: Duration::from_millis(p.int("shutdown_grace_ms")),
             concurrency: p.int("concurrency") as usize,
+            api_rate_limit_per_min: p.count("api_rate_limit_per_min").min(u32::MAX as u64) as u32,
             paused: p.bool("paused"),
             production: p.bool("production"),
             state_dir: p
@@ -609,6 +612,20 @@ impl Parser<'_> {
             _ => {
                 self.bad(key, &r, "must be a positive integer");
                 1
+            }
+        }
+    }
+
+    /// A non-negative integer (0 = off).
+    fn count(&mut self, key: &str) -> u64 {
+        let Some(r) = self.raw.get(key).cloned() else {
+            return 0;
+        };
+        match r.value.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                self.bad(key, &r, "must be a whole number (0 = off)");
+                0
             }
         }
     }

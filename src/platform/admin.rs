@@ -7,7 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{join, send_json};
+use super::budget::Budget;
+use super::{join, send_json_paced};
 use crate::http::{HttpError, RetryPolicy};
 
 /// apps/api layout; the older mana-auth layout is `/api/v1/admin/personas`.
@@ -90,6 +91,8 @@ pub struct AdminClient {
     root: String,
     jwt: SecretString,
     retry: RetryPolicy,
+    /// The process's pacer for this apps/api (shared by every client of it).
+    budget: Budget,
 }
 
 impl AdminClient {
@@ -105,7 +108,13 @@ impl AdminClient {
             root: join(base, prefix).trim_end_matches('/').to_string(),
             jwt,
             retry,
+            budget: Budget::for_url(base),
         }
+    }
+
+    /// The request budget this client draws from.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     fn url(&self, rest: &str) -> String {
@@ -128,7 +137,8 @@ impl AdminClient {
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<UpsertResponse, HttpError> {
         let url = self.collection();
-        send_json(
+        send_json_paced(
+            Some(&self.budget),
             &self.retry,
             "POST",
             &url,
@@ -145,7 +155,8 @@ impl AdminClient {
 
     pub async fn list(&self) -> Result<Vec<PersonaSummary>, HttpError> {
         let url = self.collection();
-        let r: ListResponse = send_json(
+        let r: ListResponse = send_json_paced(
+            Some(&self.budget),
             &self.retry,
             "GET",
             &url,
@@ -158,7 +169,8 @@ impl AdminClient {
 
     pub async fn show(&self, user_id: &str) -> Result<PersonaDetail, HttpError> {
         let url = self.url(&format!("/{user_id}"));
-        send_json(
+        send_json_paced(
+            Some(&self.budget),
             &self.retry,
             "GET",
             &url,
@@ -171,7 +183,8 @@ impl AdminClient {
     /// `DELETE /:id`. Destructive; the CLI asks first.
     pub async fn delete(&self, user_id: &str) -> Result<DeleteResponse, HttpError> {
         let url = self.url(&format!("/{user_id}"));
-        send_json(
+        send_json_paced(
+            Some(&self.budget),
             &self.retry,
             "DELETE",
             &url,
