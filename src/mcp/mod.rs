@@ -251,17 +251,29 @@ impl McpSession {
 
     /// DELETE the session. Errors are logged, never returned: closing is best effort.
     pub async fn close(self) {
+        let path = self.ep.path.clone();
+        match self.end().await {
+            Ok(None) => {} // a stateless server: nothing to end
+            Ok(Some(s)) if (200..300).contains(&s) || s == 404 || s == 405 => {
+                tracing::debug!(path = %path, status = s, "MCP session closed");
+            }
+            Ok(Some(s)) => tracing::warn!(path = %path, status = s, "MCP session DELETE refused"),
+            Err(e) => tracing::warn!(path = %path, error = %e, "MCP session DELETE failed"),
+        }
+    }
+
+    /// DELETE the session and say how the server answered: `None` when the
+    /// server gave no session id (stateless), else the status (`doctor`
+    /// shows it; [`McpSession::close`] only logs it).
+    pub async fn end(self) -> Result<Option<u16>, String> {
         let headers = self.state.into_inner().headers;
         if headers.session_id.is_none() {
-            return; // a stateless server: nothing to end
+            return Ok(None);
         }
-        match self.ep.delete(&headers, self.cfg.call_timeout).await {
-            Ok(s) if (200..300).contains(&s) || s == 404 || s == 405 => {
-                tracing::debug!(path = %self.ep.path, status = s, "MCP session closed");
-            }
-            Ok(s) => tracing::warn!(path = %self.ep.path, status = s, "MCP session DELETE refused"),
-            Err(e) => tracing::warn!(path = %self.ep.path, error = %e, "MCP session DELETE failed"),
-        }
+        self.ep
+            .delete(&headers, self.cfg.call_timeout)
+            .await
+            .map(Some)
     }
 
     fn next_id(&self) -> i64 {
