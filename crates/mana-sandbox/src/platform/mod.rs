@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod auth;
 pub mod internal;
+pub mod jwt;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
