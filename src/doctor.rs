@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde::Serialize;
 
 use crate::config::{Config, Need};
@@ -20,7 +19,8 @@ use crate::http::{HttpError, RetryPolicy};
 use crate::llm::{ChatRequest, LlmError, Message};
 use crate::mcp::{McpError, McpSession};
 use crate::platform::auth::{AuthError, Session};
-use crate::platform::clients;
+use crate::platform::{clients, jwt};
+use crate::runner::tool_policy::ToolPolicy;
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,40 +105,23 @@ fn skipped(step: &'static str, why: impl Into<String>) -> Step {
     }
 }
 
-/// `exp` of a JWT-shaped token (three dot-separated parts, the middle one
-/// base64url JSON), as epoch seconds; `None` when it is not a JWT.
-pub fn jwt_exp(token: &str) -> Option<i64> {
-    let mut parts = token.split('.');
-    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("exp")?.as_i64()
-}
-
-/// "JWT, expires in 14 min 58 s" / "JWT, expired 3 min ago" / "not a JWT;
-/// lifetime unknown".
+/// "JWT, expires in 14m 58s" / "JWT, expired 3m ago" / "not a JWT; lifetime
+/// unknown" (the sandbox's dev admin token is not JWT-shaped).
 pub fn lifetime(token: &str) -> String {
-    let Some(exp) = jwt_exp(token) else {
+    if !jwt::is_jwt_shaped(token) {
         return "not a JWT; lifetime unknown".into();
-    };
-    let left = exp - chrono::Utc::now().timestamp();
-    if left <= 0 {
-        format!("JWT, expired {} ago", human(left.unsigned_abs()))
-    } else {
-        format!("JWT, expires in {}", human(left as u64))
     }
-}
-
-fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
-        s => format!("{s} s"),
+    match jwt::times(token).1 {
+        None => "JWT without exp; lifetime unknown".into(),
+        Some(exp) => {
+            let now = chrono::Utc::now();
+            let when = jwt::describe_remaining(exp, now);
+            if exp > now {
+                format!("JWT, expires {when}")
+            } else {
+                format!("JWT, expired {when}")
+            }
+        }
     }
 }
 
@@ -148,16 +131,6 @@ fn http_cause(e: &HttpError, who: &str) -> String {
         HttpError::Transport { message, .. } => format!("cannot reach {who}: {message}"),
         _ => e.to_string(),
     }
-}
-
-/// The model's end of life, if it is on the known list.
-// Replaced by the LLM module's deprecation table once it lands.
-fn deprecation(model: &str) -> Option<&'static str> {
-    const TABLE: &[(&str, &str)] = &[("claude-sonnet-4-5", "2026-11-30")];
-    TABLE
-        .iter()
-        .find(|(m, _)| model == *m || model.starts_with(&format!("{m}-")))
-        .map(|(_, d)| *d)
 }
 
 /// Runs every step against `cfg`.
@@ -230,14 +203,15 @@ pub async fn run(cfg: &Config, opts: &Options) -> Report {
         Some((email, s)) => {
             let t = Timer::start();
             match clients::auth(cfg).personal_space(email, s).await {
-                Ok(sp) => {
+                Ok((sp, bearer)) => {
                     steps.push(t.ok(
                         "spaces",
                         format!(
-                            "{email} writes to space \"{}\" ({}, {})",
+                            "{email} writes to space \"{}\" ({}, {}); the organization list accepted {}",
                             sp.name,
                             sp.kind.as_deref().unwrap_or("no type"),
-                            sp.id
+                            sp.id,
+                            bearer.as_str()
                         ),
                     ));
                     Some(sp)
@@ -459,40 +433,33 @@ async fn login(cfg: &Config, email: &str, steps: &mut Vec<Step>) -> Option<(Stri
             let bearer = lifetime(secrecy::ExposeSecret::expose_secret(&s.jwt));
             steps.push(t.ok(
                 "persona login",
-                format!("{email} (user {}); bearer: {bearer}", s.user_id),
+                format!(
+                    "{email} (user {}); bearer from {}: {bearer}",
+                    s.user_id,
+                    s.bearer.as_str()
+                ),
             ));
             Some((email.to_string(), s))
         }
         Err(e) => {
-            let status = match &e {
-                AuthError::Http(h) => h.status(),
-                _ => None,
+            let fix = match &e {
+                AuthError::WrongPassword { .. } => {
+                    "set PERSONA_SEED_SECRET to the secret the personas were seeded with, or re-seed them with this one"
+                }
+                AuthError::Locked { .. } => {
+                    "wait for the lock to end (Retry-After, 30 minutes) and fix PERSONA_SEED_SECRET first"
+                }
+                AuthError::NotVerified { .. } => {
+                    "re-seed this persona (`mana-personas seed --only EMAIL`)"
+                }
+                AuthError::Incomplete { .. } => {
+                    "mana-auth's login answer lacks a field the platform sends: check MANA_AUTH_URL points at mana-auth"
+                }
+                _ => {
+                    "check MANA_AUTH_URL (the platform's default is http://localhost:3001) and mana-auth's log"
+                }
             };
-            let (detail, fix) = match status {
-                Some(401) => (
-                    format!(
-                        "{email}: mana-auth refused the password (401); not retried, five failures lock the account for 30 minutes"
-                    ),
-                    "wrong PERSONA_SEED_SECRET or the persona was seeded with another secret: set the secret the personas were seeded with, or re-seed with this one",
-                ),
-                Some(403) => (
-                    format!("{email}: {e}"),
-                    "the persona's email is not verified: re-seed this persona (`mana-personas seed --only EMAIL`)",
-                ),
-                Some(429) => (
-                    format!("{email}: {e}"),
-                    "the account is locked after failed logins: wait for its Retry-After (30 minutes) and fix PERSONA_SEED_SECRET first",
-                ),
-                Some(404) => (
-                    format!("{email}: {e}"),
-                    "no login endpoint there: check MANA_AUTH_URL",
-                ),
-                _ => (
-                    format!("{email}: {e}"),
-                    "check MANA_AUTH_URL and mana-auth's log",
-                ),
-            };
-            steps.push(t.failed("persona login", detail, fix));
+            steps.push(t.failed("persona login", e.to_string(), fix));
             None
         }
     }
@@ -513,11 +480,17 @@ fn mcp_config(cfg: &Config) -> crate::mcp::McpConfig {
 /// The live tool list of the configured platform as `email` sees it: sign
 /// in, open an MCP session, list the tools, DELETE the session.
 pub async fn live_tools(cfg: &Config, email: &str) -> anyhow::Result<Vec<crate::mcp::ToolInfo>> {
-    let (session, space) = clients::auth(cfg)
+    let signed = clients::auth(cfg)
         .sign_in(&cfg.seed_secret, email, cfg.production)
         .await?;
     let http = crate::http::client(Duration::from_secs(5), Duration::from_secs(30));
-    let sess = McpSession::connect(&mcp_config(cfg), http, &session.jwt, &space.id).await?;
+    let sess = McpSession::connect(
+        &mcp_config(cfg),
+        http,
+        &signed.session.jwt,
+        &signed.space.id,
+    )
+    .await?;
     let tools = sess.list_tools().await;
     sess.close().await;
     Ok(tools?)
@@ -570,12 +543,26 @@ async fn mcp(cfg: &Config, session: Option<&Session>, space: Option<&str>, steps
                 .iter()
                 .map(|t| crate::runner::tool_names::module_of(&t.name))
                 .collect();
+            let (offered, denied) = ToolPolicy::from_config(cfg).partition(&tools);
+            let names = |ts: &[&crate::mcp::ToolInfo]| {
+                ts.iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let detail = format!(
-                "{} tools over {} modules ({}); offered: all {}",
+                "{} tools over {} modules ({}); offered {}: {}; denied {}: {}",
                 tools.len(),
                 modules.len(),
                 modules.iter().copied().collect::<Vec<_>>().join(", "),
-                tools.len()
+                offered.len(),
+                names(&offered),
+                denied.len(),
+                if denied.is_empty() {
+                    "none".to_string()
+                } else {
+                    names(&denied)
+                },
             );
             if tools.is_empty() {
                 steps.push(t.failed(
@@ -655,15 +642,15 @@ async fn llm(cfg: &Config, steps: &mut Vec<Step>) {
     let model = crate::runner::llm_client(cfg, RetryPolicy::NONE)
         .model()
         .to_string();
-    match deprecation(&model) {
+    match crate::llm::models::deprecation_warning(&model, chrono::Utc::now().date_naive()) {
         None => steps.push(t.ok(
             "model not deprecated",
             format!("{model} is on no known deprecation list"),
         )),
-        Some(date) => steps.push(t.failed(
+        Some(w) => steps.push(t.failed(
             "model not deprecated",
-            format!("{model} reaches end of life on {date}"),
-            "set LLM_MODEL to a current model",
+            w,
+            "set LLM_MODEL to a current model (the warning names the replacement)",
         )),
     }
 }
@@ -671,6 +658,7 @@ async fn llm(cfg: &Config, steps: &mut Vec<Step>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn jwt(payload: &str) -> String {
         let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -678,14 +666,12 @@ mod tests {
     }
 
     #[test]
-    fn exp_is_read_from_jwt_shaped_tokens_only() {
-        assert_eq!(jwt_exp(&jwt(r#"{"exp":1900000000}"#)), Some(1_900_000_000));
-        assert_eq!(jwt_exp("sandbox-admin-jwt"), None);
-        assert_eq!(jwt_exp("a.b.c.d"), None);
-        assert_eq!(lifetime("opaque"), "not a JWT; lifetime unknown");
+    fn lifetime_reads_exp_of_jwt_shaped_tokens_only() {
+        assert_eq!(lifetime("sandbox-admin-jwt"), "not a JWT; lifetime unknown");
         let soon = chrono::Utc::now().timestamp() + 125;
-        assert!(
-            lifetime(&jwt(&format!(r#"{{"exp":{soon}}}"#))).starts_with("JWT, expires in 2 min")
-        );
+        let l = lifetime(&jwt(&format!(r#"{{"exp":{soon}}}"#)));
+        assert!(l.starts_with("JWT, expires in 2m"), "{l}");
+        let l = lifetime(&jwt(r#"{"exp":1000}"#));
+        assert!(l.starts_with("JWT, expired ") && l.ends_with(" ago"), "{l}");
     }
 }

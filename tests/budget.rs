@@ -315,9 +315,7 @@ async fn doctor_setup() -> Doc {
     .await
     .unwrap();
     let mut sh = shell(&sb);
-    // A model on no deprecation list, so every step can pass.
-    sh.set("ANTHROPIC_API_KEY", "right-llm-key")
-        .set("LLM_MODEL", "claude-sonnet-4-6");
+    sh.set("ANTHROPIC_API_KEY", "right-llm-key");
     let catalog = sh.path("catalog.json");
     write_catalog(&catalog, 1);
     sh.run(&["seed", "--catalog", &catalog.display().to_string()])

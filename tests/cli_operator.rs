@@ -169,31 +169,53 @@ async fn seed_only_one_and_unknown_only() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_with_a_wrong_admin_jwt_names_403_and_the_path() {
+async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
     let (sb, mut sh) = setup().await;
     sh.set("MANA_ADMIN_JWT", "wrong");
     let out = sh.run(&["seed", "--catalog", &catalog()]).await;
     out.expect_code(1);
     let all = out.all();
-    assert!(all.contains("403"), "{all}");
     assert!(
-        all.contains("POST /api/v1/personas/admin → HTTP 403"),
+        all.contains("POST /api/v1/personas/admin → HTTP 401"),
         "{all}"
     );
-    assert_eq!(out.lines_starting("✗").len(), 14, "{all}");
-    // 403 is final: no retries.
+    // 401 is final (no retries), and the seed stops instead of sending the
+    // rest with the same refused JWT.
     assert!(out.lines_starting("↻").is_empty(), "{all}");
     assert!(out.stdout.contains("seeded 0 of 14"), "{all}");
+    assert!(
+        out.stdout.contains("stopped:") && out.stdout.contains("15 minutes"),
+        "{all}"
+    );
+    assert!(out.stdout.contains("not done (14)"), "{all}");
     assert_eq!(count(&sb, "personas"), 0);
 
     // The same for list: a refused admin call is a failure, not a usage error.
     let out = sh.run(&["list"]).await;
     out.expect_code(1);
     assert!(
-        out.stderr.contains("GET /api/v1/personas/admin → HTTP 403"),
+        out.stderr.contains("GET /api/v1/personas/admin → HTTP 401"),
         "{}",
         out.stderr
     );
+
+    // A valid JWT without the admin role is 403, for every persona.
+    let user_jwt = mana_sandbox::platform::auth::issue_access_token(
+        &sb.state,
+        "u1",
+        "someone@mana.test",
+        "user",
+        std::time::Duration::from_secs(900),
+    );
+    sh.set("MANA_ADMIN_JWT", &user_jwt);
+    let out = sh.run(&["seed", "--catalog", &catalog()]).await;
+    out.expect_code(1);
+    assert!(
+        out.all().contains("POST /api/v1/personas/admin → HTTP 403"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(out.lines_starting("✗").len(), 14, "{}", out.all());
     sb.shutdown().await;
 }
 
@@ -620,11 +642,13 @@ async fn no_secret_reaches_stdout_or_stderr() {
         "↻",
         "seeded 14 of 14",
         "HTTP 401",
-        "HTTP 403",
+        "15 minutes",
     ] {
         assert!(transcript.contains(seen), "{seen:?} missing:\n{transcript}");
     }
     let secrets = [ADMIN, SERVICE, TEST_SEED_SECRET].map(String::from);
+    // No JWT either (a JWT starts with the base64 of `{"`).
+    assert!(!transcript.contains("eyJ"), "a JWT leaked:\n{transcript}");
     for secret in secrets.iter().chain(&tokens) {
         assert!(
             !transcript.contains(secret),

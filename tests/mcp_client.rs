@@ -43,17 +43,13 @@ fn args(v: Value) -> Map<String, Value> {
     v.as_object().cloned().expect("object")
 }
 
-/// A user with a bearer token, member of `space`.
-fn seed_user(sb: &Sandbox, user: &str, token: &str, space: &str) {
+/// A user, member of `space`.
+fn seed_user(sb: &Sandbox, user: &str, space: &str) {
     sb.db()
         .call(|c| {
             c.execute(
                 "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?1, ?2, ?1, 'x', 'now')",
                 params![user, format!("{user}@example.test")],
-            )?;
-            c.execute(
-                "INSERT INTO sessions (token, user_id) VALUES (?1, ?2)",
-                params![token, user],
             )?;
             c.execute(
                 "INSERT OR IGNORE INTO spaces (id, name, metadata, seq) VALUES (?1, ?1, NULL, 1)",
@@ -69,8 +65,20 @@ fn seed_user(sb: &Sandbox, user: &str, token: &str, space: &str) {
 
 async fn sandbox() -> Sandbox {
     let sb = Sandbox::start(SandboxOptions::default()).await.unwrap();
-    seed_user(&sb, "u1", JWT, SPACE);
+    seed_user(&sb, "u1", SPACE);
     sb
+}
+
+/// The user's JWT, as a login would hand it out: mana-mcp accepts nothing
+/// else (a session token gets 401 `Invalid Compact JWS`).
+fn token(sb: &Sandbox, user: &str) -> String {
+    mana_sandbox::platform::auth::issue_access_token(
+        &sb.state,
+        user,
+        &format!("{user}@example.test"),
+        "user",
+        Duration::from_secs(900),
+    )
 }
 
 async fn connect(c: &McpConfig, jwt: &str, space: &str) -> Result<McpSession, McpError> {
@@ -80,8 +88,9 @@ async fn connect(c: &McpConfig, jwt: &str, space: &str) -> Result<McpSession, Mc
 #[tokio::test]
 async fn sandbox_session_lists_and_calls_tools() {
     let sb = sandbox().await;
-    let s = connect(&cfg(&sb.url()), JWT, SPACE).await.unwrap();
-    assert!(!format!("{s:?}").contains(JWT));
+    let jwt = token(&sb, "u1");
+    let s = connect(&cfg(&sb.url()), &jwt, SPACE).await.unwrap();
+    assert!(!format!("{s:?}").contains(jwt.as_str()));
 
     // 11 tools over two pages (the sandbox pages by 8).
     let tools = s.list_tools().await.unwrap();
@@ -159,13 +168,14 @@ async fn sandbox_session_lists_and_calls_tools() {
 #[tokio::test]
 async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let c = cfg(&sb.url());
-    for (jwt, space, why) in [
+    for (bearer, space, why) in [
         ("wrong-token", SPACE, "wrong token"),
-        (JWT, "", "missing space"),
-        (JWT, "someone-elses-space", "foreign space"),
+        (jwt.as_str(), "", "missing space"),
+        (jwt.as_str(), "someone-elses-space", "foreign space"),
     ] {
-        let e = connect(&c, jwt, space).await.expect_err(why);
+        let e = connect(&c, bearer, space).await.expect_err(why);
         match &e {
             McpError::Status {
                 status, path, op, ..
@@ -178,7 +188,7 @@ async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
         }
         let msg = e.to_string();
         assert!(msg.contains("401") && msg.contains("/mcp"), "{msg}");
-        assert!(!msg.contains(JWT), "{msg}");
+        assert!(!msg.contains(jwt.as_str()), "{msg}");
     }
     sb.shutdown().await;
 }
@@ -186,7 +196,9 @@ async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
 #[tokio::test]
 async fn sandbox_binds_sessions_to_their_user() {
     let sb = sandbox().await;
-    seed_user(&sb, "u2", "other-jwt", SPACE);
+    let jwt = token(&sb, "u1");
+    seed_user(&sb, "u2", SPACE);
+    let other = token(&sb, "u2");
     let url = format!("{}/mcp", sb.url());
     let post = |token: &str, session: Option<&str>, body: Value| {
         let mut rb = http()
@@ -204,15 +216,15 @@ async fn sandbox_binds_sessions_to_their_user() {
     };
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
         "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}});
-    let r = post(JWT, None, init).await.unwrap();
+    let r = post(&jwt, None, init).await.unwrap();
     assert_eq!(r.status(), 200);
     let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
     let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}});
-    let r = post("other-jwt", Some(&sid), list.clone()).await.unwrap();
+    let r = post(&other, Some(&sid), list.clone()).await.unwrap();
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].is_string());
-    let r = post(JWT, Some("no-such-session"), list).await.unwrap();
+    let r = post(&jwt, Some("no-such-session"), list).await.unwrap();
     assert_eq!(r.status(), 404);
     sb.shutdown().await;
 }
@@ -220,9 +232,10 @@ async fn sandbox_binds_sessions_to_their_user() {
 #[tokio::test]
 async fn sandbox_data_is_per_space_and_results_are_capped() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let mut c = cfg(&sb.url());
     c.result_cap_bytes = 2_000;
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     let long = "needle ".repeat(200);
     for i in 0..5 {
         let r = s
@@ -252,7 +265,7 @@ async fn sandbox_data_is_per_space_and_results_are_capped() {
 
     // The same user in another space sees none of it.
     seed_user_space(&sb, "u1", "space-2");
-    let s2 = connect(&c, JWT, "space-2").await.unwrap();
+    let s2 = connect(&c, &jwt, "space-2").await.unwrap();
     let none = s2
         .call_tool("notes.search", args(json!({"query": "needle"})))
         .await
@@ -285,10 +298,11 @@ fn seed_user_space(sb: &Sandbox, user: &str, space: &str) {
 #[tokio::test]
 async fn sandbox_503s_are_survived_and_slow_calls_time_out() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let mut c = cfg(&sb.url());
     // On connect (initialize).
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     assert_eq!(sb.faults().injected(), 2);
     // On tools/list and on tools/call.
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
@@ -323,7 +337,7 @@ async fn sandbox_503s_are_survived_and_slow_calls_time_out() {
     s.close().await;
 
     c.call_timeout = Duration::from_millis(200);
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     sb.faults().push(Fault {
         route: RouteGroup::Mcp,
         kind: FaultKind::Delay { ms: 1_000 },

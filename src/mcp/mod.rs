@@ -84,6 +84,13 @@ pub enum McpError {
     },
 }
 
+impl McpError {
+    /// HTTP 401: the server refused the bearer (an expired or rejected JWT).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, McpError::Status { status: 401, .. })
+    }
+}
+
 /// The protocol revision we ask for; the recorded TypeScript SDK server and
 /// rmcp both speak it, and it is the newest one with sessions and `initialize`.
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -249,24 +256,27 @@ impl McpSession {
         ))
     }
 
-    /// DELETE the session. Errors are logged, never returned: closing is best effort.
-    pub async fn close(self) {
-        let path = self.ep.path.clone();
+    /// DELETE the session. Errors are logged, never returned: closing is best
+    /// effort. By reference: a persona-tick holds its sessions shared with
+    /// the tool calls, and closes each once they are done.
+    pub async fn close(&self) {
         match self.end().await {
             Ok(None) => {} // a stateless server: nothing to end
             Ok(Some(s)) if (200..300).contains(&s) || s == 404 || s == 405 => {
-                tracing::debug!(path = %path, status = s, "MCP session closed");
+                tracing::debug!(path = %self.ep.path, status = s, "MCP session closed");
             }
-            Ok(Some(s)) => tracing::warn!(path = %path, status = s, "MCP session DELETE refused"),
-            Err(e) => tracing::warn!(path = %path, error = %e, "MCP session DELETE failed"),
+            Ok(Some(s)) => {
+                tracing::warn!(path = %self.ep.path, status = s, "MCP session DELETE refused")
+            }
+            Err(e) => tracing::warn!(path = %self.ep.path, error = %e, "MCP session DELETE failed"),
         }
     }
 
     /// DELETE the session and say how the server answered: `None` when the
     /// server gave no session id (stateless), else the status (`doctor`
     /// shows it; [`McpSession::close`] only logs it).
-    pub async fn end(self) -> Result<Option<u16>, String> {
-        let headers = self.state.into_inner().headers;
+    pub async fn end(&self) -> Result<Option<u16>, String> {
+        let headers = self.state.lock().await.headers.clone();
         if headers.session_id.is_none() {
             return Ok(None);
         }

@@ -153,6 +153,7 @@ impl InternalClient {
                     .get(&url)
                     .header("x-service-key", self.key.expose_secret())
             },
+            HttpError::is_transient,
             |_, _| {},
         )
         .await
@@ -210,6 +211,7 @@ impl InternalClient {
                     .header("content-type", "application/json")
                     .body(body.clone())
             },
+            HttpError::is_transient,
             on_retry,
         )
         .await

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod budget;
 pub mod clients;
 pub mod internal;
+pub mod jwt;
 
 use std::time::Duration;
 
@@ -28,20 +29,43 @@ pub(crate) async fn send_json<T: DeserializeOwned>(
     build: impl Fn() -> reqwest::RequestBuilder,
     on_retry: impl FnMut(&HttpError, Duration),
 ) -> Result<T, HttpError> {
-    send_json_paced(None, policy, method, url, build, on_retry).await
+    send_json_if(
+        policy,
+        method,
+        url,
+        build,
+        HttpError::is_transient,
+        on_retry,
+    )
+    .await
 }
 
-/// [`send_json`] through the request budget of apps/api: every attempt waits
-/// for a slot, every answer's `X-RateLimit-*` headers feed the pacer, and a
-/// 429 with the budget's headers waits for the window's reset and is sent
-/// again without spending one of `policy`'s attempts (it is the platform's
-/// pace, not a failure), at most [`budget::MAX_429_WAITS`] times in a row.
+/// [`send_json`] with the caller's rule for what is worth another try (a
+/// login must not retry a 429 `ACCOUNT_LOCKED`, for one).
+pub(crate) async fn send_json_if<T: DeserializeOwned>(
+    policy: &RetryPolicy,
+    method: &str,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    retry_if: impl Fn(&HttpError) -> bool,
+    on_retry: impl FnMut(&HttpError, Duration),
+) -> Result<T, HttpError> {
+    send_json_paced(None, policy, method, url, build, retry_if, on_retry).await
+}
+
+/// [`send_json_if`] through the request budget of apps/api: every attempt
+/// waits for a slot, every answer's `X-RateLimit-*` headers feed the pacer,
+/// and a 429 with the budget's headers waits for the window's reset and is
+/// sent again without spending one of `policy`'s attempts (it is the
+/// platform's pace, not a failure), at most [`budget::MAX_429_WAITS`] times
+/// in a row.
 pub(crate) async fn send_json_paced<T: DeserializeOwned>(
     budget: Option<&Budget>,
     policy: &RetryPolicy,
     method: &str,
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
+    retry_if: impl Fn(&HttpError) -> bool,
     mut on_retry: impl FnMut(&HttpError, Duration),
 ) -> Result<T, HttpError> {
     let send = || async {
@@ -90,12 +114,9 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
         })
     };
     policy
-        .run(
-            once,
-            HttpError::is_transient,
-            HttpError::retry_after,
-            |e, d| on_retry(e, d),
-        )
+        .run(once, retry_if, HttpError::retry_after, |e, d| {
+            on_retry(e, d)
+        })
         .await
         .map(|(v, _)| v)
         .map_err(|(e, _)| e)

@@ -3,11 +3,13 @@
 //! (drain the outbox, fetch who is due, keep N personas in flight, summarise).
 
 pub mod batch;
+mod link;
 pub mod persona;
 pub mod prompts;
 pub mod rating;
 pub mod tick;
 pub mod tool_names;
+pub mod tool_policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,8 @@ pub struct Settings {
     pub max_tools: u32,
     /// `max_tokens` of a main-turn model call.
     pub max_tokens: u32,
+    /// Which tools personas may call and which are offered.
+    pub tools: tool_policy::ToolPolicy,
 }
 
 /// The configured provider's client (key, base URL, model; the provider's
@@ -102,7 +106,14 @@ impl Runner {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Runner> {
         cfg.require(&[Need::ServiceKey, Need::LlmKey, Need::SeedSecret])?;
         let retry = RetryPolicy::default();
+        // At every start (tick, daemon, reload): a retired model fails
+        // every request, so say so before the first persona pays for it.
         let llm = llm_client(cfg, retry);
+        if let Some(w) =
+            crate::llm::models::deprecation_warning(llm.model(), chrono::Utc::now().date_naive())
+        {
+            tracing::warn!("{w}");
+        }
         let state = State::open(&cfg.state_dir)?;
         Ok(Runner {
             auth: clients::auth(cfg),
@@ -129,6 +140,7 @@ impl Runner {
                 min_tools: 3,
                 max_tools: 8,
                 max_tokens: 2048,
+                tools: tool_policy::ToolPolicy::from_config(cfg),
             },
             metrics: Arc::new(Metrics::new()),
         })

@@ -58,6 +58,21 @@ pub struct SandboxOptions {
     pub api_rate_window: Duration,
     /// The only LLM key the scripted LLM accepts; `None` accepts any.
     pub llm_api_key: Option<String>,
+    /// Lifetime of the `accessToken` (JWT) a login hands out; the platform's
+    /// is 15 minutes. Short values let tests outlive a JWT mid-tick.
+    pub jwt_ttl: Duration,
+    /// Which bearer the organization list accepts (deployments differ).
+    pub orgs_bearer: OrgsBearer,
+}
+
+/// The bearer `GET /api/auth/organization/list` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OrgsBearer {
+    /// The session token (Better Auth's bearer plugin), as mana-auth does.
+    #[default]
+    Session,
+    /// Only the JWT, as behind a gateway that exchanges it.
+    Jwt,
 }
 
 impl Default for SandboxOptions {
@@ -72,6 +87,8 @@ impl Default for SandboxOptions {
             api_rate_limit: 200,
             api_rate_window: Duration::from_secs(60),
             llm_api_key: None,
+            jwt_ttl: Duration::from_secs(15 * 60),
+            orgs_bearer: OrgsBearer::Session,
         }
     }
 }
@@ -84,6 +101,9 @@ pub struct SandboxState {
     /// apps/api's request budget and its tallies.
     pub ratelimit: RateLimiter,
     pub opts: Arc<SandboxOptions>,
+    /// The HS256 key of the JWTs this sandbox signs; drawn at start, so a
+    /// restarted sandbox rejects the tokens of the last one, like a key rotation.
+    pub jwt_key: Arc<[u8; 32]>,
 }
 
 /// A running sandbox. Dropping it does not stop it; call [`Sandbox::shutdown`].
@@ -106,6 +126,7 @@ impl Sandbox {
             faults: Faults::default(),
             ratelimit: RateLimiter::default(),
             opts: Arc::new(opts),
+            jwt_key: Arc::new(rand::random()),
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.opts.port))
             .await
@@ -149,6 +170,18 @@ impl Sandbox {
     /// apps/api's requests and 429s so far.
     pub fn rate_limit_report(&self) -> LimitReport {
         self.state.ratelimit.report()
+    }
+
+    /// An admin account's `accessToken`, valid for `ttl` (`Duration::ZERO`:
+    /// already expired), as an operator would get it from a login.
+    pub fn admin_access_token(&self, ttl: Duration) -> String {
+        platform::auth::issue_access_token(
+            &self.state,
+            "admin0000000000000000000000000000",
+            "admin@mana.test",
+            "admin",
+            ttl,
+        )
     }
 
     /// The lines an operator pastes into a shell to point the runner here.

@@ -98,8 +98,9 @@ async fn gateway(
     }) else {
         return deny(StatusCode::UNAUTHORIZED, "missing bearer token");
     };
-    let Some(user_id) = state.db.user_for_token(&token) else {
-        return deny(StatusCode::UNAUTHORIZED, "invalid or expired token");
+    let user_id = match crate::platform::auth::verify_access_token(&state, &token) {
+        Ok(claims) => claims.sub,
+        Err(refused) => return refused,
     };
     let Some(space_id) = header("x-mana-space").filter(|s| !s.trim().is_empty()) else {
         return deny(StatusCode::UNAUTHORIZED, "missing X-Mana-Space header");

@@ -36,12 +36,16 @@ const CADENCES: [&str; 3] = ["daily", "weekdays", "hourly"];
 
 #[allow(clippy::result_large_err)] // handlers return the Response as is
 fn check_admin(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
-    match bearer(headers) {
-        None => Err(error(StatusCode::UNAUTHORIZED, "Unauthorized")),
-        Some(t) if t == s.opts.admin_jwt => Ok(()),
-        Some(_) => Err((
+    // The configured development token, or an admin account's JWT; a valid
+    // JWT without the admin role is 403, anything else (expired, forged) 401.
+    if bearer(headers).is_some_and(|t| t == s.opts.admin_jwt) {
+        return Ok(());
+    }
+    match super::auth::verify_api_bearer(s, headers)? {
+        c if c.role == "admin" => Ok(()),
+        _ => Err((
             StatusCode::FORBIDDEN,
-            Json(json!({"error": "Forbidden", "message": "admin role required"})),
+            Json(json!({"error": "Forbidden", "message": "Admin access required"})),
         )
             .into_response()),
     }

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod auth;
 pub mod internal;
+pub mod jwt;
 pub mod ratelimit;
 
 use axum::http::{HeaderMap, StatusCode};
