@@ -12,7 +12,7 @@ fn opt(v: Option<f64>) -> String {
 
 pub fn render(r: &Report) -> String {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+    t.load_style(UTF8_FULL_CONDENSED).set_header(vec![
         "module", "mean", "ratings", "spread", "weekly", "calls", "share", "errors", "p50 ms",
         "p95 ms", "cost $",
     ]);
