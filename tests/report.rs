@@ -85,9 +85,9 @@ fn four_weeks(dir: &Path) {
     let todo_weekly: [[u8; 4]; 4] = [[5, 4, 5, 4], [4, 4, 4, 4], [4, 3, 4, 3], [3, 3, 3, 3]];
     let notes_failures = [0, 1, 2, 4];
     let mut n = 0;
-    for week in 0..4 {
+    for (week, (todo_week, failures)) in todo_weekly.iter().zip(notes_failures).enumerate() {
         let start = until() - Duration::days(28 - 7 * week as i64);
-        for p in 0..4 {
+        for (p, &r) in todo_week.iter().enumerate() {
             let at = start + Duration::hours(24 + 6 * p as i64);
             let email = format!("p{p}@example.com");
             // 10 calls of each tool per week: 3, 3, 2, 2 over the personas.
@@ -96,9 +96,8 @@ fn four_weeks(dir: &Path) {
             let mut calls = Vec::new();
             for i in 0..k {
                 calls.push(call("todo.create", !(p == 0 && i == 0)));
-                calls.push(call("notes.create", before + i >= notes_failures[week]));
+                calls.push(call("notes.create", before + i >= failures));
             }
-            let r = todo_weekly[week][p];
             let ratings = vec![
                 rating(
                     "todo",

@@ -395,6 +395,9 @@ fn rounded(m: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     m.into_iter().map(|(k, v)| (k, round(v, 4))).collect()
 }
 
+/// Weights or counts per module.
+type Weights = BTreeMap<String, f64>;
+
 /// Module-mix adherence: the catalog's weights against the calls made.
 pub fn mix(all: &[Summary]) -> Mix {
     let with_tools: BTreeSet<String> = all
@@ -402,8 +405,7 @@ pub fn mix(all: &[Summary]) -> Mix {
         .flat_map(|s| s.calls.iter().map(|c| c.module().to_string()))
         .collect();
     // The newest summary's mix is the persona's current target.
-    let mut per: BTreeMap<String, (String, BTreeMap<String, f64>, BTreeMap<String, f64>)> =
-        BTreeMap::new();
+    let mut per: BTreeMap<String, (String, Weights, Weights)> = BTreeMap::new();
     for s in all {
         let e = per
             .entry(s.email.clone())
