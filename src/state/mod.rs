@@ -3,7 +3,8 @@
 //! - [`outbox`]: a tick's batches, written before posting, removed after a 2xx;
 //! - [`memory`]: when each persona ran and how it ended (zero-action and
 //!   failure backoff, so no persona burns LLM money in a loop);
-//! - [`ledger`]: each persona tick's transcript, pruned by age.
+//! - [`ledger`]: each persona tick's transcript, pruned by age;
+//! - [`lock`]: one process per state directory (an OS file lock).
 //!
 //! Why SQLite: a transaction makes "the batch is queued" atomic, and an
 //! operator can read all of it with `sqlite3`. Statements on a persona tick's
@@ -11,6 +12,7 @@
 //! persona-tick's CPU (BENCHMARKS.md, overhead).
 
 pub mod ledger;
+pub mod lock;
 pub mod memory;
 pub mod outbox;
 
@@ -94,6 +96,10 @@ impl State {
             path: path.clone(),
             source,
         };
+        private_files(&path).map_err(|e| StateError::Dir {
+            path: dir.to_path_buf(),
+            message: format!("cannot make state.db private (0600): {e}"),
+        })?;
         let conn = Connection::open(&path).map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
@@ -118,6 +124,28 @@ impl State {
             source,
         })
     }
+}
+
+/// `state.db` is created 0600 (and an older one made so, with its WAL and
+/// SHM files): it holds error texts and transcripts, which are redacted but
+/// still the operator's business alone. SQLite gives the WAL and SHM files
+/// the database file's mode when it creates them.
+fn private_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Now, as stored in the state database (RFC 3339 UTC).
