@@ -691,3 +691,45 @@ async fn sse_answers_with_a_byte_order_mark_are_understood() {
     let st = st.lock().unwrap();
     assert!(st.problems.is_empty(), "{:#?}", st.problems);
 }
+
+/// Issue 11.11: `initialize` and `tools/list` answered 500 are retried (they
+/// change nothing on the server), like the transient failures of a tool call;
+/// the attempts are counted by the sandbox.
+#[tokio::test]
+async fn initialize_and_tools_list_answered_500_are_retried() {
+    let sb = sandbox().await;
+    let c = cfg(&sb.url());
+    let mcp_posts = |sb: &Sandbox| -> u64 {
+        sb.faults()
+            .stats()
+            .iter()
+            .filter(|s| s.endpoint == "POST /mcp")
+            .map(|s| s.requests)
+            .sum()
+    };
+    sb.faults().fail(RouteGroup::Mcp, 500, 2);
+    let session = connect(&c, JWT, SPACE)
+        .await
+        .expect("initialize is retried past two 500s");
+    // initialize ×3 (two 500s), notifications/initialized ×1.
+    assert_eq!(mcp_posts(&sb), 4);
+    // tools/list may take several pages: two 500s cost two requests more
+    // than a clean listing.
+    let before = mcp_posts(&sb);
+    session.list_tools().await.unwrap();
+    let clean = mcp_posts(&sb) - before;
+    sb.faults().fail(RouteGroup::Mcp, 500, 2);
+    let before = mcp_posts(&sb);
+    let tools = session
+        .list_tools()
+        .await
+        .expect("tools/list is retried past two 500s");
+    assert!(!tools.is_empty());
+    assert_eq!(mcp_posts(&sb) - before, clean + 2);
+    // A 500 on tools/call is not retried: the call may have run.
+    sb.faults().fail(RouteGroup::Mcp, 500, 1);
+    let name = tools[0].name.clone();
+    let before = mcp_posts(&sb);
+    let _ = session.call_tool(&name, Map::new()).await;
+    assert_eq!(mcp_posts(&sb) - before, 1);
+}

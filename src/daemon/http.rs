@@ -122,8 +122,10 @@ fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
+/// An error answer; its text is redacted (it may quote a server's body).
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({"ok": false, "error": msg.into()}))).into_response()
+    let msg = crate::redact::redact(&msg.into());
+    (code, Json(json!({"ok": false, "error": msg}))).into_response()
 }
 
 #[derive(Deserialize)]

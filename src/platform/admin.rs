@@ -157,7 +157,7 @@ impl AdminClient {
     }
 
     pub async fn show(&self, user_id: &str) -> Result<PersonaDetail, HttpError> {
-        let url = self.url(&format!("/{user_id}"));
+        let url = self.url(&format!("/{}", crate::http::id_segment("GET", user_id)?));
         send_json(
             &self.retry,
             "GET",
@@ -170,7 +170,7 @@ impl AdminClient {
 
     /// `DELETE /:id`. Destructive; the CLI asks first.
     pub async fn delete(&self, user_id: &str) -> Result<DeleteResponse, HttpError> {
-        let url = self.url(&format!("/{user_id}"));
+        let url = self.url(&format!("/{}", crate::http::id_segment("DELETE", user_id)?));
         send_json(
             &self.retry,
             "DELETE",

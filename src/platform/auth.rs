@@ -124,6 +124,7 @@ impl AuthClient {
                 email: email.to_string(),
                 missing: "user.id",
             })?;
+        crate::redact::register(&token);
         Ok(Session {
             user_id: user.id,
             jwt: SecretString::from(token),
