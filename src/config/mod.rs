@@ -333,6 +333,7 @@ impl Config {
             "persona_timeout_secs" => self.persona_timeout.as_secs(),
             "mcp_result_cap_bytes" => self.mcp_result_cap_bytes as u64,
             "ledger_retention_days" => self.ledger_retention_days.into(),
+            "ledger_summary_days" => self.ledger_summary_days.into(),
             _ => return None,
         })
     }
