@@ -169,11 +169,13 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
                     })
                     .unwrap_or_default()
             };
-            vec![g("module"), g("count"), g("avgRating")]
+            // The platform's `avgRating` is a row count (contract), so it
+            // is shown as what it is, never as an average.
+            vec![g("module"), g("avgRating")]
         })
         .collect();
     println!("\nfeedback by module:");
-    println!("{}", table(&["module", "ratings", "average"], fb));
+    println!("{}", table(&["module", "ratings"], fb));
     Ok(EXIT_OK)
 }
 

@@ -203,12 +203,14 @@ pub async fn show(
                           "createdAt": r.get::<_, String>(5)?}))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        // The platform's bug, mirrored (contract): `avgRating` is `count()`,
+        // the number of rows, not an average.
         let mut st = c.prepare(
-            "SELECT module, COUNT(*), AVG(rating) FROM persona_feedback WHERE persona_id = ?1 GROUP BY module ORDER BY module",
+            "SELECT module, COUNT(*) FROM persona_feedback WHERE persona_id = ?1 GROUP BY module ORDER BY module",
         )?;
         let feedback = st
             .query_map(params![id], |r| {
-                Ok(json!({"module": r.get::<_, String>(0)?, "count": r.get::<_, i64>(1)?, "avgRating": r.get::<_, f64>(2)?}))
+                Ok(json!({"module": r.get::<_, String>(0)?, "avgRating": r.get::<_, i64>(1)?}))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Some(json!({"persona": persona, "recentActions": actions, "feedbackByModule": feedback})))
