@@ -13,6 +13,7 @@
 //! `demo` commands; tests use it as a dev-dependency; `mana-sandbox` runs it
 //! alone.
 
+pub mod breakage;
 pub mod cli;
 pub mod db;
 pub mod faults;
@@ -28,6 +29,7 @@ use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use breakage::Breakage;
 pub use db::Db;
 pub use faults::{Fault, FaultKind, Faults, RouteGroup};
 
@@ -49,6 +51,8 @@ pub struct SandboxOptions {
     pub seed: u64,
     /// Added to every LLM response, for benchmarks and overlap tests.
     pub llm_latency_ms: u64,
+    /// Test-only: contract behaviours to break on purpose (`breakage.rs`).
+    pub breakage: Vec<Breakage>,
 }
 
 impl Default for SandboxOptions {
@@ -60,6 +64,7 @@ impl Default for SandboxOptions {
             service_key: DEV_SERVICE_KEY.to_string(),
             seed: 42,
             llm_latency_ms: 0,
+            breakage: Vec::new(),
         }
     }
 }
@@ -150,13 +155,18 @@ impl Sandbox {
     }
 }
 
-/// The whole sandbox as one axum router, fault injection in front.
+/// The whole sandbox as one axum router, fault injection in front (and the
+/// test-only breakages behind it).
 pub fn router(state: SandboxState) -> Router {
     Router::new()
         .merge(platform::router(state.clone()))
         .merge(llm::router(state.clone()))
         .merge(mcp::router(state.clone()))
         .merge(faults::control_router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            breakage::apply,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::inject,
