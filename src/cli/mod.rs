@@ -5,6 +5,7 @@ pub mod admin;
 pub mod catalog;
 pub mod completions;
 pub mod config;
+pub mod conformance;
 pub mod daemon;
 #[cfg(feature = "sandbox")]
 pub mod demo;
@@ -138,6 +139,8 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// Resume a paused daemon (also lifts RUNNER_PAUSED).
     Resume(pause::PauseArgs),
+    /// Check a deployment (or the sandbox) against the platform contract.
+    Conformance(conformance::ConformanceArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -156,6 +159,7 @@ impl Command {
             Command::Login(a) => a.json,
             Command::Config(a) => a.json,
             Command::Tick(a) => a.json,
+            Command::Conformance(a) => a.json,
             #[cfg(feature = "sandbox")]
             Command::Demo(a) => a.json,
             _ => false,
@@ -192,6 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Daemon(a) => daemon::run(g, a).await,
         Command::Pause(a) => pause::run(g, a, crate::daemon::pause::Switch::Paused).await,
         Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
+        Command::Conformance(a) => conformance::run(g, a).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

@@ -13,6 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::http::RetryPolicy;
 use wire::{Endpoint, Failure, Reply, SessionHeaders};
+/// The header names, for `conformance`'s raw probes.
+pub use wire::{PROTOCOL_HEADER, SESSION_HEADER, SPACE_HEADER};
 
 /// Where and how to talk MCP.
 #[derive(Debug, Clone)]
