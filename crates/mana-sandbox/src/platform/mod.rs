@@ -68,6 +68,26 @@ pub(crate) fn db_error(e: rusqlite::Error) -> Response {
         .into_response()
 }
 
+/// A user id as the platform's auth makes them: 32 alphanumerics.
+pub(crate) fn new_user_id() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// A space (organization) id: a 21-character nanoid, `_` and `-` included.
+pub(crate) fn new_space_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8; 64] = b"useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
+    let mut rng = rand::rng();
+    (0..21)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..64)]))
+        .collect()
+}
+
 pub(crate) fn hash_password(pw: &str) -> String {
     let d = Sha256::digest(pw.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
