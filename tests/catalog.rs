@@ -565,3 +565,21 @@ mod fuzz {
         }
     }
 }
+
+/// A mixed-case email is used lower-cased (the platform stores it so, and the
+/// password is derived from the stored email) with one warning; a copy that
+/// differs only in case is one duplicate problem, not two.
+#[test]
+fn mixed_case_email_is_lower_cased_with_one_warning_and_duplicates_are_one_problem() {
+    let mut p = good("Mira");
+    p["email"] = json!("Persona.Mira@Mana.Test");
+    let c = catalog::parse(&doc(vec![good("Anna"), p.clone()]), Path::new("t.json")).unwrap();
+    assert_eq!(c.personas[1].email, "persona.mira@mana.test");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert_eq!(c.warnings[0].field, "email");
+    assert!(c.warnings[0].message.contains("persona.mira@mana.test"));
+
+    let ps = problems(&doc(vec![good("Mira"), p]));
+    let d = only(&ps, 1, "email");
+    assert!(d.message.contains("duplicate of personas[0]"), "{d:?}");
+}

@@ -18,8 +18,7 @@ const README: &str = include_str!("../README.md");
 /// Commands that do not end by themselves or need something the test does not
 /// start: the daemon and the loop run until a signal, `sandbox` serves,
 /// `demo` starts its own sandbox (covered by its own test), `pause`/`resume`
-/// talk to a running daemon, `completions`/`man` write files an operator
-/// redirects.
+/// talk to a running daemon.
 fn long_running_or_external(args: &[String]) -> bool {
     let sub = args.first().map(String::as_str).unwrap_or("");
     match sub {
@@ -46,7 +45,12 @@ fn examples() -> Vec<Vec<String>> {
         let Some(rest) = code.strip_prefix("mana-personas ") else {
             continue;
         };
-        let args: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+        // A shell redirection is the operator's, not an argument.
+        let args: Vec<String> = rest
+            .split_whitespace()
+            .take_while(|w| !w.starts_with('>') && !w.starts_with('|'))
+            .map(str::to_string)
+            .collect();
         if !long_running_or_external(&args) {
             out.push(args);
         }

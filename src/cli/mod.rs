@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod completions;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "sandbox")]
@@ -47,7 +48,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Options every command takes, shown under their own heading in `--help`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Configuration file (default: ./mana-personas.toml, then
     /// $XDG_CONFIG_HOME/mana-personas/config.toml, then /etc/mana-personas/config.toml).
@@ -60,8 +63,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub log_format: LogFormat,
     /// More logs (-v info, -vv debug). MANA_PERSONAS_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
+    /// Only the answer and errors: no progress bar, no per-item lines, logs
+    /// at error level.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// State directory (outbox, run memory, ledger).
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -131,9 +138,30 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// Resume a paused daemon (also lifts RUNNER_PAUSED).
     Resume(pause::PauseArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 impl Command {
+    /// Whether stdout is reserved for JSON (`--json`): then a fatal error is
+    /// a JSON object on stdout too, so a script always gets JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Password(a) => a.json,
+            Command::Catalog(catalog::CatalogCmd::List { json, .. }) => *json,
+            Command::List(a) => a.json,
+            Command::Show(a) => a.json,
+            Command::Login(a) => a.json,
+            Command::Config(a) => a.json,
+            Command::Tick(a) => a.json,
+            #[cfg(feature = "sandbox")]
+            Command::Demo(a) => a.json,
+            _ => false,
+        }
+    }
+
     /// Long-running commands log at info by default; one-shot commands at warn.
     pub fn is_long_running(&self) -> bool {
         #[cfg(feature = "sandbox")]
@@ -164,6 +192,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Daemon(a) => daemon::run(g, a).await,
         Command::Pause(a) => pause::run(g, a, crate::daemon::pause::Switch::Paused).await,
         Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
+        Command::Completions(a) => completions::completions(a),
+        Command::Man => completions::man(),
     }
 }
 
