@@ -1,10 +1,10 @@
 # mana-personas recipes. `just --list` shows them.
 
-# The whole pipeline on the embedded sandbox.
+# The whole pipeline on the embedded sandbox: seed, one tick, a table.
 demo:
     cargo run --quiet -- demo
 
-# The test suite (what CI runs).
+# The test suite (both crates), as the README gives it.
 test:
     cargo test
 

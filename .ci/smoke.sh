@@ -4,8 +4,16 @@
 # database holds exactly the rows the runner reported posting. Exits non-zero
 # with a clear message on any shortfall.
 set -euo pipefail
-bin=${MANA_PERSONAS_BIN:-target/debug/mana-personas}
-[ -x "$bin" ] || cargo build --quiet
+# Ask cargo where it builds (CARGO_TARGET_DIR, a workspace's target, a config
+# file): a hard-coded target/debug breaks whenever any of them is set.
+if [ -z "${MANA_PERSONAS_BIN:-}" ]; then
+  target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  bin="$target_dir/debug/mana-personas"
+else
+  bin=$MANA_PERSONAS_BIN
+fi
+[ -x "$bin" ] || cargo build --quiet --bin mana-personas
 work=$(mktemp -d)
 trap 'kill "$sandbox_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 

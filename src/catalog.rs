@@ -428,12 +428,25 @@ fn check_persona(
     let archetype = required_str("archetype");
     let system_prompt = required_str("systemPrompt");
 
-    let email = email.and_then(|e| match email_problem(&e) {
-        Some(msg) => {
+    // The platform stores emails in lower case and the runner signs in with
+    // the stored one, so the password must be derived from the lower-cased
+    // email at seed time too, or the persona is locked out at its first tick.
+    let email = email.and_then(|e| {
+        let lower = e.to_lowercase();
+        if let Some(msg) = email_problem(&lower) {
             errors.push(problem("email", msg));
-            None
+            return None;
         }
-        None => Some(e),
+        if lower != e {
+            warnings.push(problem(
+                "email",
+                format!(
+                    "{} is used as {lower}: the platform stores emails in lower case",
+                    quoted(&e, 80)
+                ),
+            ));
+        }
+        Some(lower)
     });
 
     let system_prompt = system_prompt.and_then(|s| {

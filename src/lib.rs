@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod exit;
 pub mod http;
 pub mod llm;
 pub mod mcp;

@@ -67,7 +67,7 @@ fn only<'a>(ps: &'a [Problem], index: usize, field: &str) -> &'a Problem {
 
 #[test]
 fn platform_fixture_loads_unchanged() {
-    let c = catalog::load(&manifest("../shared/fixtures/mana-catalog.json")).unwrap();
+    let c = catalog::load(&manifest("tests/fixtures/mana-catalog.json")).unwrap();
     assert_eq!(c.personas.len(), 10);
     let mut want = ARCHETYPES.map(String::from).to_vec();
     want.sort();
@@ -109,7 +109,7 @@ fn our_catalog_covers_every_archetype() {
     let cadences: BTreeSet<&str> = c.personas.iter().map(|p| p.tick_cadence.as_str()).collect();
     assert_eq!(cadences.len(), 3, "a mix of all three cadences");
     // Different people from the platform's fixture.
-    let fixture = catalog::load(&manifest("../shared/fixtures/mana-catalog.json")).unwrap();
+    let fixture = catalog::load(&manifest("tests/fixtures/mana-catalog.json")).unwrap();
     for p in &c.personas {
         assert!(fixture.by_email(&p.email).is_none(), "{} copied", p.email);
         assert!(
@@ -564,4 +564,22 @@ mod fuzz {
             }
         }
     }
+}
+
+/// A mixed-case email is used lower-cased (the platform stores it so, and the
+/// password is derived from the stored email) with one warning; a copy that
+/// differs only in case is one duplicate problem, not two.
+#[test]
+fn mixed_case_email_is_lower_cased_with_one_warning_and_duplicates_are_one_problem() {
+    let mut p = good("Mira");
+    p["email"] = json!("Persona.Mira@Mana.Test");
+    let c = catalog::parse(&doc(vec![good("Anna"), p.clone()]), Path::new("t.json")).unwrap();
+    assert_eq!(c.personas[1].email, "persona.mira@mana.test");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert_eq!(c.warnings[0].field, "email");
+    assert!(c.warnings[0].message.contains("persona.mira@mana.test"));
+
+    let ps = problems(&doc(vec![good("Mira"), p]));
+    let d = only(&ps, 1, "email");
+    assert!(d.message.contains("duplicate of personas[0]"), "{d:?}");
 }

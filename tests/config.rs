@@ -104,6 +104,37 @@ fn bad_values_are_all_reported_naming_variable_and_value() {
     }
 }
 
+/// A listen address the daemon could not bind is a configuration error found
+/// at load time (so `config` shows it and every command exits 2), whether it
+/// came from `PORT` or `MANA_PERSONAS_LISTEN`.
+#[test]
+fn bad_listen_addresses_are_configuration_errors() {
+    for (var, value, shown) in [
+        ("PORT", "abc", "PORT=\"127.0.0.1:abc\""),
+        ("PORT", "70000", "PORT=\"127.0.0.1:70000\""),
+        (
+            "MANA_PERSONAS_LISTEN",
+            "localhost",
+            "MANA_PERSONAS_LISTEN=\"localhost\"",
+        ),
+        (
+            "MANA_PERSONAS_LISTEN",
+            ":3070",
+            "MANA_PERSONAS_LISTEN=\":3070\"",
+        ),
+    ] {
+        let e = Config::load_with(&Overrides::default(), &env(&[(var, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(shown) && e.contains("HOST:PORT"),
+            "{var}={value}: {e}"
+        );
+    }
+    let cfg = Config::load_with(&Overrides::default(), &env(&[("PORT", "3071")])).unwrap();
+    assert_eq!(cfg.listen, "127.0.0.1:3071");
+}
+
 #[test]
 fn secrets_come_from_files_and_are_never_shown() {
     let dir = tempfile::tempdir().unwrap();

@@ -483,18 +483,21 @@ async fn pause_and_resume_at_runtime() {
         assert_eq!(metric(&m, "mana_personas_ticks_started_total"), 0.0);
         assert_eq!(metric(&m, "mana_personas_paused"), 1.0);
 
-        // The operator's command, same environment as the daemon.
-        let listen = d.base.trim_start_matches("http://").to_string();
-        let out = command(&url, &home, &[], &["resume", "--listen", &listen])
-            .output()
-            .unwrap();
+        // The operator's command, same environment (state directory) as the
+        // daemon but no --listen: the daemon listens on a port the
+        // configuration does not name, and `resume` must still find it
+        // through the address it recorded in the state directory.
+        let out = command(&url, &home, &[], &["resume"]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
             "{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(stdout.contains("is running"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{}) is running", d.base)),
+            "{stdout}"
+        );
         d.wait_for("a tick after resume", Duration::from_secs(20), || {
             !d.health()["lastTick"].is_null()
         });
@@ -847,4 +850,33 @@ async fn tick_without_once_repeats_until_ctrl_c() {
     })
     .await;
     sb.shutdown().await;
+}
+
+/// `pause` with no daemon running says what it did (the switch file) and that
+/// nothing answered, naming the state directory — not a wrong "no daemon
+/// answers at <default address>" about some other daemon.
+#[test]
+fn pause_without_a_daemon_says_what_happened_to_the_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let out = command("http://127.0.0.1:1", home, &[], &["pause"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let state = home.join("state");
+    assert!(
+        stdout.contains(&format!(
+            "switch set to paused in {}",
+            state.join("pause").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "no daemon has recorded an address in {}",
+            state.display()
+        )),
+        "{stdout}"
+    );
 }

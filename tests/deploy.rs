@@ -4,16 +4,15 @@
 //! command (a name `config` does not read would be silently ignored in
 //! production).
 //!
-//! Needs `systemd-analyze` (Debian package `systemd`; installed here when it is
-//! missing and we are root with apt-get) and `python3` with PyYAML. `.ci/run`
-//! installs both. Nothing here is skipped when a tool is missing: the test fails
-//! and says how to install it.
+//! Needs `systemd-analyze` (Debian package `systemd`), `python3` with PyYAML
+//! and `kubernetes-validate` (PyPI). A test never installs anything: `.ci/run`
+//! installs them and the README lists them. Nothing here is skipped when a tool
+//! is missing: the test fails and says how to install it.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::Shell;
@@ -63,12 +62,13 @@ fn read(rel: &str) -> String {
 // ---------------------------------------------------------------------------
 // The systemd unit
 
-/// `systemd-analyze`, installed on first use when it is missing and we can
-/// (root and apt-get); otherwise the test fails saying how to install it.
+/// `systemd-analyze`; when it is missing the test fails saying how to get it.
 fn systemd_analyze() -> Command {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(m) = READY.get_or_init(install_systemd_analyze_if_missing) {
-        panic!("{m}");
+    if !succeeds("systemd-analyze", &["--version"]) {
+        panic!(
+            "systemd-analyze is missing: install the `systemd` package, e.g. `sudo apt-get \
+             install -y --no-install-recommends systemd` (.ci/run does this)"
+        );
     }
     Command::new("systemd-analyze")
 }
@@ -78,47 +78,6 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
         .args(args)
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn install_systemd_analyze_if_missing() -> Result<(), String> {
-    if succeeds("systemd-analyze", &["--version"]) {
-        return Ok(());
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root || !succeeds("apt-get", &["--version"]) {
-        return Err(
-            "systemd-analyze is missing and this test cannot install it (needs root \
-             and apt-get). Install the `systemd` package, e.g. `sudo apt-get install -y \
-             --no-install-recommends systemd` (.ci/run does this)."
-                .into(),
-        );
-    }
-    for args in [
-        &["update", "-qq"][..],
-        &["install", "-y", "-qq", "--no-install-recommends", "systemd"][..],
-    ] {
-        let out = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .map_err(|e| format!("apt-get {}: {e}", args.join(" ")))?;
-        if !out.status.success() {
-            return Err(format!(
-                "apt-get {} failed ({}):\n{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    if succeeds("systemd-analyze", &["--version"]) {
-        Ok(())
-    } else {
-        Err("installed the `systemd` package but systemd-analyze still does not run".into())
-    }
 }
 
 /// A copy of the unit under its own name in a fresh directory, after `edit`.
@@ -548,6 +507,62 @@ fn cronjob_is_indexed_and_shards_by_completion_index() {
         problems.iter().any(|p| p.contains("parallelism")),
         "{problems:?}"
     );
+}
+
+/// The Kubernetes version the manifests must be valid for: the oldest one
+/// still supported by the major providers when this was written.
+const KUBERNETES_VERSION: &str = "1.30.0";
+
+/// `kubernetes-validate --strict` on `files`: Ok, or what it printed.
+fn kubernetes_validate(files: &[PathBuf]) -> Result<(), String> {
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "kubernetes-validate is missing ({e}): `python3 -m pip install \
+                 kubernetes-validate` (.ci/run does this)"
+            )
+        });
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `kubectl apply` refuses what the API server's schema refuses, so every
+/// manifest is checked against the Kubernetes schemas, not only parsed.
+#[test]
+fn every_manifest_passes_the_kubernetes_schemas() {
+    let dir = deploy_file("kubernetes");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    assert!(!files.is_empty(), "no manifests in {}", dir.display());
+    if let Err(m) = kubernetes_validate(&files) {
+        panic!("a manifest fails the Kubernetes {KUBERNETES_VERSION} schemas:\n{m}");
+    }
+
+    // The check catches the error kubectl once refused: a pod condition rule
+    // without its required `status`.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("cronjob.yaml");
+    let text = read("kubernetes/cronjob.yaml");
+    assert!(
+        text.contains("status: \"True\""),
+        "the manifest changed shape"
+    );
+    std::fs::write(&bad, text.replacen("status: \"True\"", "", 1)).expect("write copy");
+    let m = kubernetes_validate(&[bad]).expect_err("a rule without status must fail");
+    assert!(m.contains("status"), "{m}");
 }
 
 // ---------------------------------------------------------------------------

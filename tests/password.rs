@@ -219,3 +219,14 @@ fn binary_refuses_the_dev_fallback_in_production() {
     sh.set("MANA_ENV", "production");
     sh.run_blocking(&["password", "a@mana.test"]).expect_code(2);
 }
+
+/// The platform stores emails in lower case and the runner signs in with the
+/// stored one: the password of `Persona.Mira@…` is the stored account's.
+#[test]
+fn binary_derives_from_the_lower_cased_email() {
+    let sh = Shell::new();
+    let mixed = sh.run_blocking(&["password", "Persona.Mira@Mana.Test"]);
+    mixed.expect_code(0);
+    let lower = sh.run_blocking(&["password", "persona.mira@mana.test"]);
+    assert_eq!(mixed.stdout, lower.stdout);
+}

@@ -138,6 +138,116 @@ async fn failing_persona_exits_1() {
     assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
 }
 
+/// A tick whose rows stayed in the outbox is not a clean success: exit 3,
+/// the summary says how many batches wait, and the next tick posts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_batches_exit_3_and_the_next_tick_posts_them() {
+    let env = setup(&seeds(1, "[sandbox:tools=1]"), None).await;
+    env.sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        count: 1000,
+        path_contains: Some("/actions".into()),
+    });
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    let s = summary_of(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(s["failed"], serde_json::json!([]), "{s}");
+    assert!(s["outboxPending"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 0);
+
+    env.sb.faults().clear();
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary_of(&o)["outboxPending"], 0);
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
+}
+
+/// `-q`: the summary (the answer) and nothing else on stdout — no per-persona
+/// lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_prints_only_the_summary() {
+    let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["-q"])).await;
+    assert_eq!(o.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("tick: 2 due, 2 ran"), "{stdout}");
+    assert!(!stdout.contains('✓'), "{stdout}");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `--persona X --force` runs X although the platform does not list it as due
+/// (it ran a moment ago); a persona the platform does not have is an error,
+/// not a skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_persona_runs_when_not_due_and_an_unknown_one_is_an_error() {
+    let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
+    let url = env.sb.url();
+    let admin = [("MANA_ADMIN_JWT", mana_sandbox::DEV_ADMIN_JWT)];
+    let o = output(tick_cmd(&url, env.home.path(), &[], &["--json"])).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 2);
+
+    // Not due any more: without --force it is skipped, saying why.
+    let args = ["--json", "--persona", "cli.p0@mana.test"];
+    let o = output(tick_cmd(&url, env.home.path(), &admin, &args)).await;
+    let s = summary_of(&o);
+    assert_eq!(s["ran"], 0, "{s}");
+    assert!(
+        s["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--force"),
+        "{s}"
+    );
+
+    let args = ["--json", "--persona", "cli.p0@mana.test", "--force"];
+    let o = output(tick_cmd(&url, env.home.path(), &admin, &args)).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = summary_of(&o);
+    assert_eq!(
+        (s["ran"].as_u64(), s["ok"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let id = &env.ids["cli.p0@mana.test"];
+    let ticks = env.sb.db().count(&format!(
+        "SELECT COUNT(DISTINCT tick_id) FROM persona_actions WHERE persona_id = '{id}'"
+    ));
+    assert_eq!(ticks, 2, "the forced run is a second tick of cli.p0");
+
+    let args = ["--persona", "nobody@mana.test", "--force"];
+    let o = output(tick_cmd(&url, env.home.path(), &admin, &args)).await;
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("nobody@mana.test") && stderr.contains("no such persona"),
+        "{stderr}"
+    );
+}
+
 /// Test 11c: a bad configuration exits 2 before doing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_exits_2() {

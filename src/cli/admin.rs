@@ -33,6 +33,7 @@ impl AdminOpts {
 pub struct ListArgs {
     #[command(flatten)]
     pub admin: AdminOpts,
+    /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,6 +44,7 @@ pub struct ShowArgs {
     pub target: String,
     #[command(flatten)]
     pub admin: AdminOpts,
+    /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -100,11 +102,9 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
         match all.iter().find(|p| p.email.eq_ignore_ascii_case(&a.target)) {
             Some(p) => p.user_id.clone(),
             None => {
-                return Err(UsageError(format!(
-                    "no persona with email {} on the platform",
-                    a.target
-                ))
-                .into());
+                // Not a usage error: the command was right, the platform
+                // has no such persona (exit 1, like any failed lookup).
+                anyhow::bail!("no persona with email {} on the platform", a.target);
             }
         }
     } else {

@@ -12,13 +12,16 @@ use crate::catalog;
 pub enum CatalogCmd {
     /// Validate a catalog; every problem is reported at once.
     Check {
+        /// The catalog file.
         #[arg(default_value = "catalog.json")]
         path: PathBuf,
     },
     /// List a catalog's personas.
     List {
+        /// The catalog file.
         #[arg(default_value = "catalog.json")]
         path: PathBuf,
+        /// Print the personas as JSON on stdout.
         #[arg(long)]
         json: bool,
     },

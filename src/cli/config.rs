@@ -8,6 +8,7 @@ use super::{EXIT_OK, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
+    /// Print every setting, its value (secrets as set/unset) and source as JSON.
     #[arg(long)]
     pub json: bool,
 }

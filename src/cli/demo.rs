@@ -23,9 +23,16 @@ pub struct DemoArgs {
     /// Catalog to seed (default: ./catalog.json, else the built-in one).
     #[arg(long, value_name = "PATH")]
     pub catalog: Option<PathBuf>,
-    /// Directory for the sandbox database and the runner's state (default: a new temp dir).
+    /// Directory for the sandbox database and the runner's state, kept after
+    /// the run (default: a new temp dir, removed at the end unless --keep).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Keep the default temp dir (sandbox database, runner state) after the run.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print only the tick's JSON summary on stdout (the rest goes to stderr).
+    #[arg(long)]
+    pub json: bool,
     /// Personas in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
@@ -52,6 +59,13 @@ fn load_catalog(path: &Option<PathBuf>) -> anyhow::Result<(Catalog, String)> {
     }
 }
 
+/// A line for the operator: stdout, or stderr when stdout carries `--json`.
+macro_rules! say {
+    ($json:expr, $($t:tt)*) => {
+        if $json { eprintln!($($t)*) } else { println!($($t)*) }
+    };
+}
+
 pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
     let (catalog, source) = load_catalog(&a.catalog)?;
     let dir = match &a.dir {
@@ -67,7 +81,10 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
     })
     .await?;
     let url = sb.url();
-    println!("sandbox: {url} (platform + MCP + scripted LLM on loopback)");
+    say!(
+        a.json,
+        "sandbox: {url} (platform + MCP + scripted LLM on loopback)"
+    );
 
     let cfg = g.load_config(|ov| {
         for key in ["auth_url", "api_url", "mcp_url", "anthropic_base_url"] {
@@ -121,7 +138,11 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
             )
             .await?;
     }
-    println!("seeded {} personas from {source}\n", catalog.personas.len());
+    say!(
+        a.json,
+        "seeded {} personas from {source}\n",
+        catalog.personas.len()
+    );
 
     let runner = Runner::from_config(&cfg)?;
     let opts = TickOptions {
@@ -129,7 +150,7 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
         ..TickOptions::default()
     };
     let summary =
-        super::tick::once(&runner, &opts, false, &crate::shutdown::Shutdown::new()).await?;
+        super::tick::once(&runner, &opts, a.json, &crate::shutdown::Shutdown::new()).await?;
 
     let rows = summary
         .reports
@@ -145,7 +166,8 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
             ]
         })
         .collect();
-    println!(
+    say!(
+        a.json,
         "\n{}",
         table(
             &[
@@ -159,17 +181,58 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
             rows
         )
     );
-    let actions = sb.db().count("SELECT COUNT(*) FROM persona_actions");
-    let feedback = sb.db().count("SELECT COUNT(*) FROM persona_feedback");
-    println!("\nthe sandbox stored {actions} action rows and {feedback} feedback rows:");
-    println!(
-        "  sqlite3 {} 'select tool_name, result, error_message from persona_actions'",
-        db_path.display()
-    );
-    println!(
-        "  runner state (outbox, run memory, ledger): {}",
-        runner.state.path().display()
+    // This run's rows only: a rerun with the same --dir finds the earlier
+    // runs' rows in the same database.
+    let ticks = summary
+        .reports
+        .iter()
+        .map(|r| format!("'{}'", r.tick_id.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let count = |table: &str| {
+        sb.db().count(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE tick_id IN ({ticks})"
+        ))
+    };
+    let (actions, feedback) = (count("persona_actions"), count("persona_feedback"));
+    if summary.ran == 0 {
+        say!(
+            a.json,
+            "\nno persona was due in this run: they already ran in this --dir (daily cadence); \
+             a new --dir starts afresh"
+        );
+    }
+    say!(
+        a.json,
+        "\nthis run stored {actions} action rows and {feedback} feedback rows in the sandbox"
     );
     sb.shutdown().await;
+    drop(runner);
+    let kept = a.dir.is_some() || a.keep;
+    if kept {
+        say!(
+            a.json,
+            "  sqlite3 {} 'select tool_name, result, error_message from persona_actions'",
+            db_path.display()
+        );
+        say!(
+            a.json,
+            "  runner state (outbox, run memory, ledger): {}",
+            dir.join("state").display()
+        );
+        say!(
+            a.json,
+            "  kept in {} (remove with: rm -rf {})",
+            dir.display(),
+            dir.display()
+        );
+    } else {
+        std::fs::remove_dir_all(&dir)?;
+        say!(
+            a.json,
+            "  removed {} (--keep or --dir keeps it)",
+            dir.display()
+        );
+    }
     Ok(super::tick::exit_code(&summary))
 }

@@ -8,7 +8,9 @@ use tracing_subscriber::EnvFilter;
 use super::{GlobalArgs, LogFormat};
 
 pub fn init(g: &GlobalArgs) {
-    let default = if g.verbose > 1 {
+    let default = if g.quiet {
+        "error"
+    } else if g.verbose > 1 {
         "debug"
     } else if g.verbose == 1 {
         "info"
@@ -23,7 +25,9 @@ pub fn init(g: &GlobalArgs) {
     let _ = match g.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(super::output::color_allowed(
+                std::io::stderr().is_terminal(),
+            ))
             .with_target(false)
             .compact()
             .try_init(),

@@ -9,10 +9,12 @@ use crate::platform::clients;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// The persona's email (its password is derived, never typed).
     pub email: String,
     /// mana-auth base URL (overrides MANA_AUTH_URL).
     #[arg(long, value_name = "URL")]
     pub auth: Option<String>,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod completions;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "sandbox")]
@@ -21,14 +22,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError, Overrides};
-
-/// Success.
-pub const EXIT_OK: u8 = 0;
-/// The operation failed: a persona, a request, a refusal.
-pub const EXIT_FAILED: u8 = 1;
-/// Configuration or usage error: nothing was attempted.
-pub const EXIT_CONFIG: u8 = 2;
+use crate::config::{Config, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,7 +48,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Options every command takes, shown under their own heading in `--help`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Configuration file (default: ./mana-personas.toml, then
     /// $XDG_CONFIG_HOME/mana-personas/config.toml, then /etc/mana-personas/config.toml).
@@ -67,8 +63,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub log_format: LogFormat,
     /// More logs (-v info, -vv debug). MANA_PERSONAS_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
+    /// Only the answer and errors: no progress bar, no per-item lines, logs
+    /// at error level.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// State directory (outbox, run memory, ledger).
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -138,9 +138,30 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// Resume a paused daemon (also lifts RUNNER_PAUSED).
     Resume(pause::PauseArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 impl Command {
+    /// Whether stdout is reserved for JSON (`--json`): then a fatal error is
+    /// a JSON object on stdout too, so a script always gets JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Password(a) => a.json,
+            Command::Catalog(catalog::CatalogCmd::List { json, .. }) => *json,
+            Command::List(a) => a.json,
+            Command::Show(a) => a.json,
+            Command::Login(a) => a.json,
+            Command::Config(a) => a.json,
+            Command::Tick(a) => a.json,
+            #[cfg(feature = "sandbox")]
+            Command::Demo(a) => a.json,
+            _ => false,
+        }
+    }
+
     /// Long-running commands log at info by default; one-shot commands at warn.
     pub fn is_long_running(&self) -> bool {
         #[cfg(feature = "sandbox")]
@@ -171,44 +192,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Daemon(a) => daemon::run(g, a).await,
         Command::Pause(a) => pause::run(g, a, crate::daemon::pause::Switch::Paused).await,
         Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
+        Command::Completions(a) => completions::completions(a),
+        Command::Man => completions::man(),
     }
 }
 
-/// A usage error found by a command (not by clap): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// Configuration and usage problems exit 2; everything else 1.
-pub fn exit_code_of(e: &anyhow::Error) -> u8 {
-    let config = e.chain().any(|c| {
-        c.downcast_ref::<ConfigError>().is_some()
-            || c.downcast_ref::<UsageError>().is_some()
-            || c.downcast_ref::<crate::catalog::CatalogError>().is_some()
-            || c.downcast_ref::<crate::password::PasswordError>().is_some()
-            || matches!(
-                c.downcast_ref::<crate::platform::auth::SignInError>(),
-                Some(crate::platform::auth::SignInError::Password(_))
-            )
-            || c.downcast_ref::<crate::runner::prompts::PromptError>()
-                .is_some()
-    });
-    if config { EXIT_CONFIG } else { EXIT_FAILED }
-}
-
-/// The error and its causes on one line, each cause once (wrappers that repeat
-/// their source's text are skipped).
-pub fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out
-}
+// The exit-code table and error rendering live in `crate::exit`, below the
+// command line and the daemon alike; these names keep the commands short.
+pub use crate::exit::{
+    CONFIG as EXIT_CONFIG, FAILED as EXIT_FAILED, OK as EXIT_OK, UsageError,
+    code_of as exit_code_of, render as render_error,
+};

@@ -2,9 +2,28 @@
 //! item either way, and nothing on stdout but the answer when `--json` is set.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// `-q/--quiet`: no progress bar and no per-item lines; the answer (a
+/// summary, a table, JSON) and errors still print. Set once at start.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Whether terminal output may use colour: a terminal, and `NO_COLOR` unset
+/// or empty (https://no-color.org).
+pub fn color_allowed(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// Per-item lines plus an optional progress bar.
 pub struct Reporter {
@@ -16,7 +35,7 @@ pub struct Reporter {
 impl Reporter {
     /// A bar only when stderr is a terminal and there is more than one item.
     pub fn new(total: usize, lines_to_stderr: bool) -> Reporter {
-        let bar = (std::io::stderr().is_terminal() && total > 1).then(|| {
+        let bar = (std::io::stderr().is_terminal() && total > 1 && !quiet()).then(|| {
             let b = ProgressBar::new(total as u64);
             b.set_style(
                 ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {msg}")
@@ -41,6 +60,9 @@ impl Reporter {
     }
 
     fn print(&self, s: &str) {
+        if quiet() {
+            return;
+        }
         if self.lines_to_stderr {
             eprintln!("{s}");
         } else {

@@ -8,7 +8,7 @@ use crate::config::Need;
 
 #[derive(Debug, Args)]
 pub struct PasswordArgs {
-    /// Persona emails.
+    /// Persona emails (case does not matter: the platform lower-cases them).
     #[arg(required = true, value_name = "EMAIL")]
     pub emails: Vec<String>,
     /// Print `[{"email","password"}]`.
@@ -21,8 +21,11 @@ pub fn run(g: &GlobalArgs, a: PasswordArgs) -> anyhow::Result<u8> {
     cfg.require(&[Need::SeedSecret])?;
     let mut out = Vec::with_capacity(a.emails.len());
     for email in &a.emails {
-        let pw = crate::password::derive(&cfg.seed_secret, email, cfg.production)?;
-        out.push((email.clone(), pw));
+        // The platform stores (and signs in with) the lower-cased email; a
+        // password derived from another spelling would not open the account.
+        let email = email.to_lowercase();
+        let pw = crate::password::derive(&cfg.seed_secret, &email, cfg.production)?;
+        out.push((email, pw));
     }
     if a.json {
         let v: Vec<_> = out

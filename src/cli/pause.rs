@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs};
 use crate::config::{Config, Need};
+use crate::daemon::address;
 use crate::daemon::http::SERVICE_KEY_HEADER;
 use crate::daemon::pause::{self, Switch};
 use crate::http::HttpError;
@@ -29,37 +30,65 @@ pub async fn run(g: &GlobalArgs, a: PauseArgs, switch: Switch) -> anyhow::Result
     let want = switch == Switch::Paused;
     let word = if want { "paused" } else { "running" };
     let file = pause::path(&cfg.state_dir);
-    let base = format!("http://{}", cfg.listen);
+    // Which daemon to ask: --listen if given, else the one that recorded
+    // its address in this state directory, else the configured address.
+    let recorded = address::read(&cfg.state_dir);
+    let (base, which) = match (&a.listen, &recorded) {
+        (Some(l), _) => (
+            format!("http://{l}"),
+            format!("the daemon at {l} (--listen)"),
+        ),
+        (None, Some(r)) => (
+            r.url.clone(),
+            format!(
+                "the daemon of this state directory (pid {}, {})",
+                r.pid, r.url
+            ),
+        ),
+        (None, None) => (
+            format!("http://{}", cfg.listen),
+            format!("a daemon at the configured address {}", cfg.listen),
+        ),
+    };
     let http = crate::http::client(Duration::from_secs(2), Duration::from_secs(5));
     match pause::write(&file, switch, "mana-personas CLI") {
         Ok(()) => println!("switch set to {word} in {}", file.display()),
         Err(e) => {
             eprintln!(
-                "cannot write {}: {e}; asking the daemon instead",
+                "cannot write {}: {e}; asking {which} instead",
                 file.display()
             );
             control(&http, &base, &cfg, switch).await?;
         }
     }
-    // Did a daemon take it? It reads the switch every second.
+    // Did the daemon take it? It reads the switch every second.
     for _ in 0..30 {
-        if let Some(paused) = daemon_paused(&http, &base).await {
-            if paused == want {
-                println!("daemon at {} is {word}", cfg.listen);
+        match daemon_paused(&http, &base).await {
+            Some(paused) if paused == want => {
+                println!("{which} is {word}");
                 return Ok(EXIT_OK);
             }
-        } else {
-            println!(
-                "no daemon answers at {}; the switch applies when it starts",
-                cfg.listen
-            );
-            return Ok(EXIT_OK);
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => {
+                match (&a.listen, &recorded) {
+                    (None, None) => println!(
+                        "no daemon has recorded an address in {} and none answers at {}; \
+                         the switch applies to the daemon of this state directory when it starts",
+                        cfg.state_dir.display(),
+                        cfg.listen
+                    ),
+                    _ => println!(
+                        "{which} does not answer; the switch in {} applies when the daemon of \
+                         this state directory runs again",
+                        cfg.state_dir.display()
+                    ),
+                }
+                return Ok(EXIT_OK);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!(
-        "the daemon at {} still reports paused = {}: does it use the state directory {}?",
-        cfg.listen,
+        "{which} still reports paused = {}: does it use the state directory {}?",
         !want,
         cfg.state_dir.display()
     );

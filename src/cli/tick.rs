@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::GlobalArgs;
 use super::output::Reporter;
-use super::{EXIT_FAILED, EXIT_OK, GlobalArgs};
 use crate::daemon::{self, DaemonOptions};
+use crate::platform::internal::DuePersona;
 use crate::runner::Runner;
 use crate::runner::persona::{Delivery, PersonaReport, RunOutcome};
 use crate::runner::tick::{self, Shard, TickOptions, TickSummary};
@@ -24,7 +25,9 @@ pub struct TickArgs {
     /// Only these personas (repeatable); overrides run memory.
     #[arg(long = "persona", value_name = "EMAIL")]
     pub personas: Vec<String>,
-    /// Ignore run memory (zero-action wait, failure backoff).
+    /// Ignore run memory (zero-action wait, failure backoff); with --persona,
+    /// run those personas even when the platform does not list them as due
+    /// (reads their descriptors with the admin JWT).
     #[arg(long)]
     pub force: bool,
     /// Personas in flight at once (default PERSONA_CONCURRENCY).
@@ -49,8 +52,36 @@ impl TickArgs {
             shard: self.shard,
             max_personas: self.max_personas,
             concurrency: self.concurrency.map(usize::from),
+            forced: Vec::new(),
         }
     }
+}
+
+/// `--persona X --force`: each named persona's descriptor from the admin API,
+/// so it runs whether or not the platform lists it as due. A persona the
+/// platform does not have is an error (exit 1) before anything runs.
+async fn forced_personas(
+    cfg: &crate::config::Config,
+    emails: &[String],
+) -> anyhow::Result<Vec<DuePersona>> {
+    let admin = crate::platform::clients::admin(cfg, None).map_err(|e| {
+        e.context("--persona with --force runs personas that are not due, and reads their descriptors with the admin JWT")
+    })?;
+    let all = admin.list().await?;
+    let mut out = Vec::with_capacity(emails.len());
+    for email in emails {
+        let Some(found) = all.iter().find(|p| p.email.eq_ignore_ascii_case(email)) else {
+            anyhow::bail!("--persona {email}: the platform has no such persona");
+        };
+        let detail = admin.show(&found.user_id).await?;
+        let mut p: DuePersona = serde_json::from_value(detail.persona.clone()).map_err(|e| {
+            anyhow::anyhow!("--persona {email}: the admin detail is not a persona descriptor: {e}")
+        })?;
+        // The detail may name the id differently; the list's is authoritative.
+        p.user_id = found.user_id.clone();
+        out.push(p);
+    }
+    Ok(out)
 }
 
 pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
@@ -83,7 +114,11 @@ pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
         eprintln!("interrupted: cancelling the personas in flight; their rows stay in the outbox");
         on_ctrl_c.abort();
     });
-    let summary = once(&runner, &a.options(), a.json, &stop).await?;
+    let mut opts = a.options();
+    if a.force && !a.personas.is_empty() {
+        opts.forced = forced_personas(&cfg, &a.personas).await?;
+    }
+    let summary = once(&runner, &opts, a.json, &stop).await?;
     Ok(exit_code(&summary))
 }
 
@@ -143,12 +178,17 @@ pub async fn once(
     Ok(summary)
 }
 
-/// 0 when every attempted persona succeeded, 1 when any failed.
+/// 0 when every attempted persona succeeded and every batch reached the
+/// platform; 1 when any persona failed; 3 when none failed but batches are
+/// still in the outbox (a cron job or CI must see that the rows did not
+/// arrive yet; the next run posts them).
 pub fn exit_code(s: &TickSummary) -> u8 {
-    if s.failed.is_empty() {
-        EXIT_OK
+    if !s.failed.is_empty() {
+        crate::exit::FAILED
+    } else if s.outbox_pending > 0 {
+        crate::exit::UNDELIVERED
     } else {
-        EXIT_FAILED
+        crate::exit::OK
     }
 }
 
@@ -222,6 +262,12 @@ fn print_summary(s: &TickSummary) {
         println!(
             "  outbox: {} earlier batches delivered, {} still pending",
             s.outbox_delivered, s.outbox_pending
+        );
+    }
+    if s.failed.is_empty() && s.outbox_pending > 0 {
+        println!(
+            "  not a clean run (exit 3): {} batches did not reach the platform yet; the next tick posts them first",
+            s.outbox_pending
         );
     }
 }

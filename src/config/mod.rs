@@ -266,7 +266,7 @@ impl Config {
             persona_timeout: Duration::from_secs(p.int("persona_timeout_secs")),
             mcp_result_cap_bytes: p.int("mcp_result_cap_bytes") as usize,
             ledger_retention_days: p.int("ledger_retention_days") as u32,
-            listen: p.text("listen").unwrap_or_default(),
+            listen: p.listen("listen"),
             raw: BTreeMap::new(),
         };
         if max_tool_calls > MAX_TOOL_CALLS_CEILING {
@@ -569,6 +569,28 @@ impl Parser<'_> {
                 String::new()
             }
         }
+    }
+
+    /// `HOST:PORT` for the daemon's HTTP server (`PORT=n` became
+    /// `127.0.0.1:n`): checked here, so `config` shows the problem and every
+    /// command exits 2 before anything starts, instead of the daemon failing
+    /// to bind later.
+    fn listen(&mut self, key: &str) -> String {
+        let Some(r) = self.raw.get(key).cloned() else {
+            return String::new();
+        };
+        let ok = r
+            .value
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            self.bad(
+                key,
+                &r,
+                "must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:3070)",
+            );
+        }
+        r.value
     }
 
     fn secret(&mut self, key: &str) -> Option<SecretString> {

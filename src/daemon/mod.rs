@@ -6,6 +6,7 @@
 //! STOPPING → the tick in flight gets the grace period, then is aborted (its
 //! rows go to the outbox) → exit 0.
 
+pub mod address;
 pub mod http;
 pub mod pause;
 pub mod scheduler;
@@ -108,6 +109,11 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
         .and_then(|(_, a)| *a)
         .map(|a| format!("http://{a}"))
         .unwrap_or_else(|| "no HTTP".into());
+    if server.is_some()
+        && let Err(e) = address::write(&cfg.state_dir, &listening)
+    {
+        tracing::warn!(error = %e, "cannot record the listen address; `pause` will ask the configured one");
+    }
     tracing::info!(
         listen = %listening,
         tick_interval_ms = live.tick_interval.as_millis() as u64,
@@ -168,7 +174,8 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
     if let Some((task, _)) = server {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
+    address::remove(&cfg.state_dir);
     let pending = shared.runner().state.pending_count().unwrap_or(0);
     tracing::info!(outbox_pending = pending, "stopped");
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::OK)
 }

@@ -286,7 +286,7 @@ impl Scheduler {
             }
             Err(e) => {
                 tracing::error!(
-                    error = %crate::cli::render_error(&e),
+                    error = %crate::exit::render(&e),
                     "reload failed; keeping the previous configuration"
                 );
                 None

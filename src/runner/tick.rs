@@ -65,6 +65,9 @@ pub struct TickOptions {
     pub max_personas: Option<usize>,
     /// Overrides the configured concurrency.
     pub concurrency: Option<usize>,
+    /// `--persona X --force`: personas to run even when the platform does not
+    /// list them as due, with their descriptors read from the admin API.
+    pub forced: Vec<DuePersona>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -260,6 +263,18 @@ pub async fn run_once(
         }
         run.push(p);
     }
+    // Forced personas the due list did not have: run them all the same
+    // (the operator named them and said --force).
+    for p in &opts.forced {
+        if !run.iter().any(|q| q.user_id == p.user_id)
+            && !summary
+                .skipped
+                .iter()
+                .any(|s| s.persona.eq_ignore_ascii_case(&p.email))
+        {
+            run.push(p.clone());
+        }
+    }
     for wanted in &opts.personas {
         if !summary
             .skipped
@@ -269,7 +284,8 @@ pub async fn run_once(
         {
             summary.skipped.push(Skipped {
                 persona: wanted.clone(),
-                reason: "not due on the platform (or not in this shard)".into(),
+                reason: "not due on the platform (or not in this shard); --force runs it anyway"
+                    .into(),
             });
         }
     }

@@ -195,3 +195,13 @@ impl Default for Shell {
         Shell::new()
     }
 }
+
+/// The first `n` lines of `s` (for failure messages that stay readable).
+pub fn cut_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let mut out = lines[..lines.len().min(n)].join("\n");
+    if lines.len() > n {
+        out.push_str(&format!("\n… ({} more lines)", lines.len() - n));
+    }
+    out
+}
