@@ -43,17 +43,13 @@ fn args(v: Value) -> Map<String, Value> {
     v.as_object().cloned().expect("object")
 }
 
-/// A user with a bearer token, member of `space`.
-fn seed_user(sb: &Sandbox, user: &str, token: &str, space: &str) {
+/// A user, member of `space`.
+fn seed_user(sb: &Sandbox, user: &str, space: &str) {
     sb.db()
         .call(|c| {
             c.execute(
                 "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?1, ?2, ?1, 'x', 'now')",
                 params![user, format!("{user}@example.test")],
-            )?;
-            c.execute(
-                "INSERT INTO sessions (token, user_id) VALUES (?1, ?2)",
-                params![token, user],
             )?;
             c.execute(
                 "INSERT OR IGNORE INTO spaces (id, name, metadata, seq) VALUES (?1, ?1, NULL, 1)",
@@ -69,8 +65,20 @@ fn seed_user(sb: &Sandbox, user: &str, token: &str, space: &str) {
 
 async fn sandbox() -> Sandbox {
     let sb = Sandbox::start(SandboxOptions::default()).await.unwrap();
-    seed_user(&sb, "u1", JWT, SPACE);
+    seed_user(&sb, "u1", SPACE);
     sb
+}
+
+/// The user's JWT, as a login would hand it out: mana-mcp accepts nothing
+/// else (a session token gets 401 `Invalid Compact JWS`).
+fn token(sb: &Sandbox, user: &str) -> String {
+    mana_sandbox::platform::auth::issue_access_token(
+        &sb.state,
+        user,
+        &format!("{user}@example.test"),
+        "user",
+        Duration::from_secs(900),
+    )
 }
 
 async fn connect(c: &McpConfig, jwt: &str, space: &str) -> Result<McpSession, McpError> {
@@ -86,7 +94,7 @@ async fn paging_sandbox() -> Sandbox {
     })
     .await
     .unwrap();
-    seed_user(&sb, "u1", JWT, SPACE);
+    seed_user(&sb, "u1", SPACE);
     sb
 }
 
@@ -104,8 +112,9 @@ fn platform_tool_names() -> Vec<String> {
 #[tokio::test]
 async fn sandbox_session_lists_and_calls_tools() {
     let sb = paging_sandbox().await;
-    let s = connect(&cfg(&sb.url()), JWT, SPACE).await.unwrap();
-    assert!(!format!("{s:?}").contains(JWT));
+    let jwt = token(&sb, "u1");
+    let s = connect(&cfg(&sb.url()), &jwt, SPACE).await.unwrap();
+    assert!(!format!("{s:?}").contains(jwt.as_str()));
 
     // The platform's 21 tools over three pages.
     let tools = s.list_tools().await.unwrap();
@@ -239,8 +248,9 @@ async fn sandbox_policy_gate_refuses_the_31st_call_of_a_tool() {
     })
     .await
     .unwrap();
-    seed_user(&sb, "u1", JWT, SPACE);
-    let s = connect(&cfg(&sb.url()), JWT, SPACE).await.unwrap();
+    seed_user(&sb, "u1", SPACE);
+    let jwt = token(&sb, "u1");
+    let s = connect(&cfg(&sb.url()), &jwt, SPACE).await.unwrap();
     // Refused validation does not count.
     let bad = s.call_tool("todo.create", Map::new()).await.unwrap();
     assert!(bad.is_error);
@@ -266,13 +276,14 @@ async fn sandbox_policy_gate_refuses_the_31st_call_of_a_tool() {
 #[tokio::test]
 async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let c = cfg(&sb.url());
-    for (jwt, space, why) in [
+    for (bearer, space, why) in [
         ("wrong-token", SPACE, "wrong token"),
-        (JWT, "", "missing space"),
-        (JWT, "someone-elses-space", "foreign space"),
+        (jwt.as_str(), "", "missing space"),
+        (jwt.as_str(), "someone-elses-space", "foreign space"),
     ] {
-        let e = connect(&c, jwt, space).await.expect_err(why);
+        let e = connect(&c, bearer, space).await.expect_err(why);
         match &e {
             McpError::Status {
                 status, path, op, ..
@@ -285,7 +296,7 @@ async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
         }
         let msg = e.to_string();
         assert!(msg.contains("401") && msg.contains("/mcp"), "{msg}");
-        assert!(!msg.contains(JWT), "{msg}");
+        assert!(!msg.contains(jwt.as_str()), "{msg}");
     }
     sb.shutdown().await;
 }
@@ -369,7 +380,9 @@ fn frame_lines(body: &str) -> Vec<&str> {
 async fn sandbox_transport_is_mana_mcps() {
     use reqwest::Method;
     let sb = sandbox().await;
-    seed_user(&sb, "u2", "other-jwt", SPACE);
+    let jwt = token(&sb, "u1");
+    seed_user(&sb, "u2", SPACE);
+    let other = token(&sb, "u2");
     seed_user_space(&sb, "u1", "space-2");
     let init = initialize("2025-06-18");
 
@@ -390,7 +403,15 @@ async fn sandbox_transport_is_mana_mcps() {
             json!({"error": "Missing or malformed Authorization header"})
         )
     );
-    let r = raw(&sb, Method::POST, Some(JWT), None, None, Some(init.clone())).await;
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        None,
+        None,
+        Some(init.clone()),
+    )
+    .await;
     assert_eq!(
         (r.status, r.json()),
         (
@@ -417,7 +438,15 @@ async fn sandbox_transport_is_mana_mcps() {
 
     // initialize: as recorded (01-initialize.http).
     let rec = fixture("01-initialize.http");
-    let r = raw(&sb, Method::POST, Some(JWT), Some(SPACE), None, Some(init)).await;
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        None,
+        Some(init),
+    )
+    .await;
     assert_eq!(r.status, rec.status);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     assert_eq!(frame_lines(&r.body), frame_lines(&rec.body), "{}", r.body);
@@ -429,7 +458,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::POST,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         Some(&sid),
         Some(note),
@@ -445,7 +474,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::POST,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         Some(&sid),
         Some(list.clone()),
@@ -465,7 +494,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::POST,
-        Some("other-jwt"),
+        Some(other.as_str()),
         Some(SPACE),
         Some(&sid),
         Some(list.clone()),
@@ -481,7 +510,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::POST,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some("space-2"),
         Some(&sid),
         Some(call),
@@ -499,7 +528,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::DELETE,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         Some(&sid),
         None,
@@ -512,7 +541,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::POST,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         Some(&sid),
         Some(list),
@@ -525,7 +554,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::DELETE,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         Some(&sid),
         None,
@@ -535,7 +564,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::DELETE,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         Some("no-such-session"),
         None,
@@ -550,7 +579,7 @@ async fn sandbox_transport_is_mana_mcps() {
     let r = raw(
         &sb,
         Method::POST,
-        Some(JWT),
+        Some(jwt.as_str()),
         Some(SPACE),
         None,
         Some(initialize("2025-11-25")),
@@ -571,9 +600,10 @@ async fn sandbox_transport_is_mana_mcps() {
 #[tokio::test]
 async fn sandbox_data_is_per_space_and_results_are_capped() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let mut c = cfg(&sb.url());
     c.result_cap_bytes = 2_000;
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     let long = "needle ".repeat(200);
     for i in 0..5 {
         let r = s
@@ -603,7 +633,7 @@ async fn sandbox_data_is_per_space_and_results_are_capped() {
 
     // The same user in another space sees none of it.
     seed_user_space(&sb, "u1", "space-2");
-    let s2 = connect(&c, JWT, "space-2").await.unwrap();
+    let s2 = connect(&c, &jwt, "space-2").await.unwrap();
     let none = s2
         .call_tool("notes.search", args(json!({"query": "needle"})))
         .await
@@ -636,10 +666,11 @@ fn seed_user_space(sb: &Sandbox, user: &str, space: &str) {
 #[tokio::test]
 async fn sandbox_503s_are_survived_and_slow_calls_time_out() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let mut c = cfg(&sb.url());
     // On connect (initialize).
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     assert_eq!(sb.faults().injected(), 2);
     // On tools/list and on tools/call.
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
@@ -674,7 +705,7 @@ async fn sandbox_503s_are_survived_and_slow_calls_time_out() {
     s.close().await;
 
     c.call_timeout = Duration::from_millis(200);
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     sb.faults().push(Fault {
         route: RouteGroup::Mcp,
         kind: FaultKind::Delay { ms: 1_000 },

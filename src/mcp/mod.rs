@@ -86,6 +86,13 @@ pub enum McpError {
     },
 }
 
+impl McpError {
+    /// HTTP 401: the server refused the bearer (an expired or rejected JWT).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, McpError::Status { status: 401, .. })
+    }
+}
+
 /// The protocol revision we ask for; the recorded TypeScript SDK server and
 /// rmcp both speak it, and it is the newest one with sessions and `initialize`.
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -251,9 +258,11 @@ impl McpSession {
         ))
     }
 
-    /// DELETE the session. Errors are logged, never returned: closing is best effort.
-    pub async fn close(self) {
-        let headers = self.state.into_inner().headers;
+    /// DELETE the session. Errors are logged, never returned: closing is best
+    /// effort. By reference: a persona-tick holds its sessions shared with
+    /// the tool calls, and closes each once they are done.
+    pub async fn close(&self) {
+        let headers = self.state.lock().await.headers.clone();
         if headers.session_id.is_none() {
             return; // a stateless server: nothing to end
         }

@@ -24,6 +24,7 @@ pub mod platform;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::task::JoinHandle;
@@ -59,6 +60,21 @@ pub struct SandboxOptions {
     pub mcp_page_size: Option<usize>,
     /// Test-only: contract behaviours to break on purpose (`breakage.rs`).
     pub breakage: Vec<Breakage>,
+    /// Lifetime of the `accessToken` (JWT) a login hands out; the platform's
+    /// is 15 minutes. Short values let tests outlive a JWT mid-tick.
+    pub jwt_ttl: Duration,
+    /// Which bearer the organization list accepts (deployments differ).
+    pub orgs_bearer: OrgsBearer,
+}
+
+/// The bearer `GET /api/auth/organization/list` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OrgsBearer {
+    /// The session token (Better Auth's bearer plugin), as mana-auth does.
+    #[default]
+    Session,
+    /// Only the JWT, as behind a gateway that exchanges it.
+    Jwt,
 }
 
 impl Default for SandboxOptions {
@@ -73,6 +89,8 @@ impl Default for SandboxOptions {
             mcp_policy_gate: false,
             mcp_page_size: None,
             breakage: Vec::new(),
+            jwt_ttl: Duration::from_secs(15 * 60),
+            orgs_bearer: OrgsBearer::Session,
         }
     }
 }
@@ -83,6 +101,9 @@ pub struct SandboxState {
     pub db: Db,
     pub faults: Faults,
     pub opts: Arc<SandboxOptions>,
+    /// The HS256 key of the JWTs this sandbox signs; drawn at start, so a
+    /// restarted sandbox rejects the tokens of the last one, like a key rotation.
+    pub jwt_key: Arc<[u8; 32]>,
 }
 
 /// A running sandbox. Dropping it does not stop it; call [`Sandbox::shutdown`].
@@ -104,6 +125,7 @@ impl Sandbox {
             db,
             faults: Faults::default(),
             opts: Arc::new(opts),
+            jwt_key: Arc::new(rand::random()),
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.opts.port))
             .await
@@ -142,6 +164,18 @@ impl Sandbox {
 
     pub fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// An admin account's `accessToken`, valid for `ttl` (`Duration::ZERO`:
+    /// already expired), as an operator would get it from a login.
+    pub fn admin_access_token(&self, ttl: Duration) -> String {
+        platform::auth::issue_access_token(
+            &self.state,
+            "admin0000000000000000000000000000",
+            "admin@mana.test",
+            "admin",
+            ttl,
+        )
     }
 
     /// The lines an operator pastes into a shell to point the runner here.

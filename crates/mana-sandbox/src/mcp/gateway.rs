@@ -93,12 +93,11 @@ async fn gateway(State(gw): State<Gateway>, req: Request, next: Next) -> Respons
             "Missing or malformed Authorization header",
         );
     };
-    // The bearer check: one call (the platform verifies a JWT here).
-    let Some(user_id) = gw.state.db.user_for_token(&token) else {
-        return deny(
-            StatusCode::UNAUTHORIZED,
-            "Invalid token: Invalid Compact JWS",
-        );
+    // The platform verifies a JWT here: a session token, a forged or an
+    // expired JWT is `401 {"error":"Invalid token: …"}`.
+    let user_id = match crate::platform::auth::verify_access_token(&gw.state, &token) {
+        Ok(claims) => claims.sub,
+        Err(refused) => return refused,
     };
     let Some(space_id) = space else {
         return deny(
