@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod daemon;
 pub mod exit;
 pub mod http;

@@ -247,6 +247,27 @@ pub const KEYS: &[Key] = &[
         "tool results longer than this are cut before the LLM sees them"
     ),
     key!(
+        "tools_deny",
+        ["TOOLS_DENY"],
+        Some(crate::runner::tool_policy::DEFAULT_DENY),
+        Kind::Text,
+        "MCP tools personas may not call: glob patterns (`me.*`), comma-separated; empty denies nothing"
+    ),
+    key!(
+        "tools_allow",
+        ["TOOLS_ALLOW"],
+        None,
+        Kind::Text,
+        "when set, only MCP tools matching one of these glob patterns may be called"
+    ),
+    key!(
+        "tools_offer",
+        ["TOOLS_OFFER"],
+        Some("all"),
+        Kind::OneOf(&["all", "preferred"]),
+        "tools offered to the LLM: all permitted, or only the persona's moduleMix modules plus spaces.list"
+    ),
+    key!(
         "ledger_retention_days",
         ["LEDGER_RETENTION_DAYS"],
         Some("14"),

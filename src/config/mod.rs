@@ -101,6 +101,8 @@ pub struct Config {
     pub admin_on_auth: bool,
     pub service_key: Option<SecretString>,
     pub admin_jwt: Option<SecretString>,
+    /// `MANA_ADMIN_JWT_FILE`, when the admin JWT came from it: re-read on a 401.
+    pub admin_jwt_file: Option<PathBuf>,
     pub seed_secret: SecretString,
     pub llm_provider: Provider,
     pub llm_model: Option<String>,
@@ -120,6 +122,11 @@ pub struct Config {
     pub max_tool_calls: u32,
     pub persona_timeout: Duration,
     pub mcp_result_cap_bytes: usize,
+    /// `TOOLS_DENY`, `TOOLS_ALLOW`, `TOOLS_OFFER` as given; the runner's
+    /// `tool_policy` reads them.
+    pub tools_deny: String,
+    pub tools_allow: String,
+    pub tools_offer: String,
     pub ledger_retention_days: u32,
     pub ledger_summary_days: u32,
     /// `LLM_PRICES` as written; parsed by `llm::pricing`.
@@ -215,7 +222,15 @@ impl Config {
                 },
             );
         }
-        Self::typed(raw, file)
+        let admin_jwt_file = match raw.get("admin_jwt").map(|r| &r.source) {
+            Some(Source::Env { name }) if name.ends_with("_FILE") => env(name).map(PathBuf::from),
+            _ => None,
+        };
+        let cfg = Self::typed(raw, file)?;
+        Ok(Config {
+            admin_jwt_file,
+            ..cfg
+        })
     }
 
     fn typed(
@@ -237,6 +252,7 @@ impl Config {
             admin_on_auth: p.bool("admin_on_auth"),
             service_key: p.secret("service_key"),
             admin_jwt: p.secret("admin_jwt"),
+            admin_jwt_file: None,
             seed_secret: p
                 .secret("seed_secret")
                 .unwrap_or_else(|| SecretString::from(String::new())),
@@ -267,6 +283,9 @@ impl Config {
             max_tool_calls: p.int("max_tool_calls") as u32,
             persona_timeout: Duration::from_secs(p.int("persona_timeout_secs")),
             mcp_result_cap_bytes: p.int("mcp_result_cap_bytes") as usize,
+            tools_deny: p.text("tools_deny").unwrap_or_default(),
+            tools_allow: p.text("tools_allow").unwrap_or_default(),
+            tools_offer: p.text("tools_offer").unwrap_or_else(|| "all".into()),
             ledger_retention_days: p.int("ledger_retention_days") as u32,
             ledger_summary_days: p.int("ledger_summary_days") as u32,
             llm_prices: p.text("llm_prices").unwrap_or_default(),

@@ -13,6 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::http::RetryPolicy;
 use wire::{Endpoint, Failure, Reply, SessionHeaders};
+/// The header names, for `conformance`'s raw probes.
+pub use wire::{PROTOCOL_HEADER, SESSION_HEADER, SPACE_HEADER};
 
 /// Where and how to talk MCP.
 #[derive(Debug, Clone)]
@@ -83,6 +85,13 @@ pub enum McpError {
         code: i64,
         message: String,
     },
+}
+
+impl McpError {
+    /// HTTP 401: the server refused the bearer (an expired or rejected JWT).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, McpError::Status { status: 401, .. })
+    }
 }
 
 /// The protocol revision we ask for; the recorded TypeScript SDK server and
@@ -254,9 +263,11 @@ impl McpSession {
         ))
     }
 
-    /// DELETE the session. Errors are logged, never returned: closing is best effort.
-    pub async fn close(self) {
-        let headers = self.state.into_inner().headers;
+    /// DELETE the session. Errors are logged, never returned: closing is best
+    /// effort. By reference: a persona-tick holds its sessions shared with
+    /// the tool calls, and closes each once they are done.
+    pub async fn close(&self) {
+        let headers = self.state.lock().await.headers.clone();
         if headers.session_id.is_none() {
             return; // a stateless server: nothing to end
         }

@@ -174,6 +174,23 @@ impl State {
     }
 }
 
+impl State {
+    /// Keeps a persona from running before `until`, on top of the failure
+    /// backoff [`State::record_finish`] set (the later of the two wins): a
+    /// locked account's `Retry-After`, a refused login's longer wait.
+    pub fn hold_until(&self, persona_id: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+        let until = ts(until);
+        self.call(|c| {
+            c.prepare_cached(
+                "UPDATE runs SET next_eligible_at = ?2
+                 WHERE persona_id = ?1 AND (next_eligible_at IS NULL OR next_eligible_at < ?2)",
+            )?
+            .execute(params![persona_id, until])
+            .map(|_| ())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +259,31 @@ mod tests {
             s.may_run("u2", t0 + chrono::Duration::minutes(11))
                 .unwrap()
                 .is_ok()
+        );
+        // A lock's Retry-After outlasts the first 5-minute backoff.
+        s.record_finish("u3", Outcome::Failed, 0, Cadence::Daily, None, t0)
+            .unwrap();
+        s.record_start("u3", "c@mana.test", "t3", t0).unwrap();
+        s.record_finish("u3", Outcome::Failed, 0, Cadence::Daily, Some("locked"), t0)
+            .unwrap();
+        s.hold_until("u3", t0 + chrono::Duration::minutes(30))
+            .unwrap();
+        assert!(
+            s.may_run("u3", t0 + chrono::Duration::minutes(29))
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            s.may_run("u3", t0 + chrono::Duration::minutes(31))
+                .unwrap()
+                .is_ok()
+        );
+        s.hold_until("u3", t0).unwrap();
+        assert!(
+            s.may_run("u3", t0 + chrono::Duration::minutes(29))
+                .unwrap()
+                .is_err(),
+            "an earlier hold does not shorten a later one"
         );
         s.record_finish("u2", Outcome::Ok, 3, Cadence::Daily, None, t0)
             .unwrap();
