@@ -175,10 +175,12 @@ async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
     let out = sh.run(&["seed", "--catalog", &catalog()]).await;
     out.expect_code(1);
     let all = out.all();
+    // The platform's answer to a token it cannot verify: 401, not 403.
     assert!(
         all.contains("POST /api/v1/personas/admin → HTTP 401"),
         "{all}"
     );
+    assert!(all.contains("Invalid or expired token"), "{all}");
     // 401 is final (no retries), and the seed stops instead of sending the
     // rest with the same refused JWT.
     assert!(out.lines_starting("↻").is_empty(), "{all}");
@@ -216,6 +218,45 @@ async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
         out.all()
     );
     assert_eq!(out.lines_starting("✗").len(), 14, "{}", out.all());
+    sb.shutdown().await;
+}
+
+/// A valid token of a user who is not an admin (here a persona's own
+/// bearer) is the platform's 403 "Admin access required".
+#[tokio::test(flavor = "multi_thread")]
+async fn list_with_a_non_admin_token_names_403() {
+    let (sb, mut sh) = setup().await;
+    seed_all(&sh).await;
+    let email = "persona.henrike@mana.test";
+    let password = mana_personas::password::derive_raw(TEST_SEED_SECRET.as_bytes(), email);
+    let login: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", sb.url()))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The persona's bearer for apps/api: the JWT where the login gives one.
+    let persona_token = login["accessToken"]
+        .as_str()
+        .or(login["token"].as_str())
+        .unwrap()
+        .to_string();
+    sh.set("MANA_ADMIN_JWT", &persona_token);
+    let out = sh.run(&["list"]).await;
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("GET /api/v1/personas/admin → HTTP 403"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Admin access required"),
+        "{}",
+        out.stderr
+    );
     sb.shutdown().await;
 }
 
@@ -660,5 +701,60 @@ async fn no_secret_reaches_stdout_or_stderr() {
         let pw = mana_personas::password::derive_raw(TEST_SEED_SECRET.as_bytes(), &e);
         assert!(!transcript.contains(&pw), "password of {e} leaked");
     }
+    sb.shutdown().await;
+}
+
+/// The platform's `feedbackByModule[].avgRating` is a row count (a platform
+/// bug the sandbox mirrors): `show` labels it as the number of ratings and
+/// never prints it as an average.
+#[tokio::test(flavor = "multi_thread")]
+async fn show_labels_the_platforms_avg_rating_as_a_count() {
+    let (sb, sh) = setup().await;
+    seed_all(&sh).await;
+    let email = "persona.henrike@mana.test";
+    // Three todo ratings averaging 4.67 and one mood rating of 1.
+    sb.db()
+        .call(|c| {
+            let id: String = c.query_row(
+                "SELECT user_id FROM personas WHERE email = ?1",
+                [email],
+                |r| r.get(0),
+            )?;
+            for (tick, module, rating) in [("t1", "todo", 5), ("t2", "todo", 5), ("t3", "todo", 4), ("t1", "mood", 1)] {
+                c.execute(
+                    "INSERT INTO persona_feedback (id, persona_id, tick_id, module, rating, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, '2025-06-06T00:00:00.000Z')",
+                    rusqlite::params![format!("{tick}-{module}"), id, tick, module, rating],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let out = sh.run(&["show", email]).await;
+    out.expect_code(0);
+    let fb = out
+        .stdout
+        .split_once("feedback by module:")
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| panic!("no feedback table:\n{}", out.stdout));
+    assert!(fb.contains("ratings (count)"), "{fb}");
+    assert!(
+        !fb.to_lowercase().contains("average") && !fb.to_lowercase().contains("avg"),
+        "{fb}"
+    );
+    let row = |m: &str| {
+        fb.lines()
+            .find(|l| l.split_whitespace().any(|w| w == m))
+            .unwrap_or_else(|| panic!("no {m} row:\n{fb}"))
+            .to_string()
+    };
+    let cells = |l: String| {
+        l.split(|c: char| c.is_whitespace() || c == '│' || c == '|')
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cells(row("todo")), ["todo", "3"], "{fb}");
+    assert_eq!(cells(row("mood")), ["mood", "1"], "{fb}");
     sb.shutdown().await;
 }

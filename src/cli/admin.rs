@@ -130,7 +130,10 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
     }
     let p = &d.persona;
     let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-    println!("{} <{}>  {}", s("name"), s("email"), s("userId"));
+    // apps/api's detail has no `name` (the older mana-auth layout had one).
+    let name = s("name");
+    let name = if name.is_empty() { name } else { name + " " };
+    println!("{name}<{}>  {}", s("email"), s("userId"));
     println!(
         "archetype: {}   cadence: {}   last active: {}",
         s("archetype"),
@@ -182,11 +185,14 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
                     })
                     .unwrap_or_default()
             };
-            vec![g("module"), g("count"), g("avgRating")]
+            // The platform's `avgRating` is `count()` under that name (a
+            // bug of the platform, see the contract): the number of ratings,
+            // never to be shown as an average.
+            vec![g("module"), g("avgRating")]
         })
         .collect();
     println!("\nfeedback by module:");
-    println!("{}", table(&["module", "ratings", "average"], fb));
+    println!("{}", table(&["module", "ratings (count)"], fb));
     Ok(EXIT_OK)
 }
 

@@ -94,7 +94,8 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
     if !a.only.is_empty() {
         personas.retain(|p| a.only.iter().any(|e| e.eq_ignore_ascii_case(&p.email)));
     }
-    let endpoint = join(cfg.platform_api_base(), &cfg.admin_prefix);
+    // Printed: without the userinfo a URL may carry.
+    let endpoint = crate::http::redact_url(&join(cfg.platform_api_base(), &cfg.admin_prefix));
     if a.dry_run {
         for p in &personas {
             println!(

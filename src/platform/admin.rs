@@ -249,7 +249,7 @@ impl AdminClient {
     }
 
     pub async fn show(&self, user_id: &str) -> Result<PersonaDetail, HttpError> {
-        let url = self.url(&format!("/{user_id}"));
+        let url = self.url(&format!("/{}", crate::http::id_segment("GET", user_id)?));
         self.send(
             "GET",
             &url,
@@ -261,7 +261,7 @@ impl AdminClient {
 
     /// `DELETE /:id`. Destructive; the CLI asks first.
     pub async fn delete(&self, user_id: &str) -> Result<DeleteResponse, HttpError> {
-        let url = self.url(&format!("/{user_id}"));
+        let url = self.url(&format!("/{}", crate::http::id_segment("DELETE", user_id)?));
         self.send(
             "DELETE",
             &url,

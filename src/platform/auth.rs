@@ -236,7 +236,7 @@ fn login_retryable(e: &HttpError) -> bool {
     match e {
         HttpError::Transport { .. } => true,
         HttpError::Status { status, .. } => *status >= 500,
-        HttpError::Decode { .. } => false,
+        HttpError::Decode { .. } | HttpError::BadId { .. } => false,
     }
 }
 
@@ -293,6 +293,10 @@ impl AuthClient {
             },
         };
         let (issued_at, expires_at) = super::jwt::times(&jwt);
+        crate::redact::register(&jwt);
+        if let Some(t) = &session_token {
+            crate::redact::register(t);
+        }
         Ok(Session {
             user_id: user.id,
             jwt: SecretString::from(jwt),

@@ -100,10 +100,16 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
         if !resp.status().is_success() {
             return Err(status_error(method, url, resp).await);
         }
-        let bytes = resp
-            .bytes()
+        let bytes = crate::http::read_body(resp, crate::http::MAX_BODY_BYTES)
             .await
-            .map_err(|e| HttpError::from_reqwest(method, url, &e))?;
+            .map_err(|e| match e {
+                crate::http::BodyError::Transport(e) => HttpError::from_reqwest(method, url, &e),
+                too_large => HttpError::Decode {
+                    method: method.to_string(),
+                    path: crate::http::path_of(url),
+                    message: too_large.to_string(),
+                },
+            })?;
         serde_json::from_slice::<T>(&bytes).map_err(|e| HttpError::Decode {
             method: method.to_string(),
             path: crate::http::path_of(url),

@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::Runner;
 use super::persona::{self, PersonaReport, RunOutcome};
@@ -107,6 +108,9 @@ pub struct TickSummary {
     /// failures).
     pub api_waits: u64,
     pub api_rate_limited: u64,
+    /// A stop (SIGTERM, Ctrl-C) ended the tick before the due list was read:
+    /// nothing ran.
+    pub interrupted: bool,
     #[serde(skip)]
     pub reports: Vec<PersonaReport>,
 }
@@ -138,6 +142,13 @@ pub struct DrainReport {
 /// before feedback. A tick whose actions could not be posted keeps its
 /// feedback queued too, so the two go out in order.
 pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
+    drain_until(r, persona, &Shutdown::new()).await
+}
+
+/// [`drain`], ended at once by `stop`'s abort, even mid-request: what was
+/// not delivered stays queued for the next start (a batch cut mid-POST is
+/// idempotent to send again).
+pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> DrainReport {
     let mut report = DrainReport::default();
     let entries = match r.state.pending(persona) {
         Ok(e) => e,
@@ -153,16 +164,32 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
             tick_id: entry.tick_id.clone(),
             error,
         };
+        if stop.is_aborted() {
+            report.still_pending.push(undelivered("interrupted".into()));
+            continue;
+        }
         if held_ticks.contains(&entry.tick_id) {
             report
                 .still_pending
                 .push(undelivered("waiting for its actions batch".into()));
             continue;
         }
-        let res = r.internal.post_bytes(&entry.path(), entry.body.clone(), |e, d| {
-            r.metrics.retry("platform", 1);
-            tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
-        }).await;
+        let post = async {
+            match entry.path() {
+                Ok(path) => r.internal.post_bytes(&path, entry.body.clone(), |e, d| {
+                    r.metrics.retry("platform", 1);
+                    tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
+                }).await,
+                Err(e) => Err(e),
+            }
+        };
+        let res = tokio::select! {
+            res = post => res,
+            _ = stop.aborted() => {
+                report.still_pending.push(undelivered("interrupted".into()));
+                continue;
+            }
+        };
         let bookkeeping = match res {
             Ok(_) => {
                 report.delivered += 1;
@@ -210,7 +237,10 @@ pub async fn run_once(
     if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger");
     }
-    let drained = drain(r, None).await;
+    if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
+        tracing::warn!(error = %e, "cannot prune the ledger summaries");
+    }
+    let drained = drain_until(r, None, stop).await;
     // Personas whose rows are still queued are not run again: their
     // server-side lastActiveAt has not moved, and running them would pay for a
     // day whose record cannot be delivered yet.
@@ -220,7 +250,27 @@ pub async fn run_once(
         .map(|u| u.persona_id.as_str())
         .collect();
 
-    let due = r.internal.due().await?.personas;
+    // Cancellation reaches every await: a stop during the drain or a hanging
+    // due fetch ends the tick here, with nothing started.
+    let due = if stop.is_aborted() {
+        None
+    } else {
+        tokio::select! {
+            due = r.internal.due() => Some(due?.personas),
+            _ = stop.aborted() => None,
+        }
+    };
+    let Some(due) = due else {
+        let mut summary = TickSummary {
+            outbox_delivered: drained.delivered,
+            interrupted: true,
+            ..TickSummary::default()
+        };
+        summary.outbox_pending = r.state.pending_count().unwrap_or(0);
+        r.metrics.set_outbox_pending(summary.outbox_pending);
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(summary);
+    };
     let mut summary = TickSummary {
         due: due.len(),
         outbox_delivered: drained.delivered,
@@ -235,6 +285,16 @@ pub async fn run_once(
                 reason,
             })
         };
+        // A userId is put into URL paths; one that is not a plain id
+        // (`../admin/…`) would send the service key elsewhere.
+        if !crate::http::is_plain_id(&p.user_id) {
+            tracing::warn!(persona = %p.email, user_id = %crate::http::cut(&p.user_id, 80), "due entry skipped: its userId is not a plain id");
+            skip(
+                &mut summary,
+                "its userId is not a plain id (1 to 64 of A-Z, a-z, 0-9, _ and -)".into(),
+            );
+            continue;
+        }
         if explicit
             && !opts
                 .personas
@@ -306,7 +366,15 @@ pub async fn run_once(
                 return None;
             }
             r.metrics.persona_started();
-            let report = persona::run(r, &p, &new_tick_id(), stop.abort_token()).await;
+            let tick_id = new_tick_id();
+            // Every log line of this persona's day (LLM and MCP retries, the
+            // clients' warnings) carries who and which tick, even with 64 in
+            // flight. At error level so that no log filter disables the span
+            // itself: it only carries fields, each event keeps its own level.
+            let span = tracing::error_span!("persona", persona = %p.email, tick_id = %tick_id);
+            let report = persona::run(r, &p, &tick_id, stop.abort_token())
+                .instrument(span)
+                .await;
             r.metrics.persona_ended();
             r.metrics.persona_run(report.outcome.as_str());
             log_run(&report);

@@ -149,6 +149,7 @@ impl State {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
+        let error = error.map(crate::redact::redact);
         self.call(|c| {
             let failures: i64 = c
                 .prepare_cached("SELECT consecutive_failures FROM runs WHERE persona_id = ?1")?
@@ -167,7 +168,7 @@ impl State {
                 "UPDATE runs SET finished_at = ?2, outcome = ?3, actions = ?4, consecutive_failures = ?5,
                    next_eligible_at = ?6, last_error = ?7 WHERE persona_id = ?1",
             )?
-            .execute(params![persona_id, ts(now), outcome.as_str(), actions as i64, failures, next.map(ts), error])
+            .execute(params![persona_id, ts(now), outcome.as_str(), actions as i64, failures, next.map(ts), error.as_deref()])
             .map(|_| ())
         })
     }

@@ -46,6 +46,9 @@ pub struct SandboxArgs {
     /// The budget's window in seconds (the platform: 60).
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub api_rate_window: u64,
+    /// Enforce mana-mcp's policy gate: at most 30 calls per 60 s per tool per user.
+    #[arg(long)]
+    pub mcp_policy_gate: bool,
     /// Lifetime of the JWT (`accessToken`) a login hands out: `2s`, `15m`, `1h`.
     #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
     pub jwt_ttl: std::time::Duration,
@@ -117,6 +120,7 @@ impl SandboxArgs {
             llm_latency_ms: self.llm_latency_ms,
             api_rate_limit: self.api_rate_limit,
             api_rate_window: std::time::Duration::from_secs(self.api_rate_window),
+            mcp_policy_gate: self.mcp_policy_gate,
             jwt_ttl: self.jwt_ttl,
             orgs_bearer: self.orgs_bearer,
             ..SandboxOptions::default()

@@ -62,10 +62,11 @@ CREATE TABLE IF NOT EXISTS members (
 );
 CREATE TABLE IF NOT EXISTS personas (
     user_id        TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    -- apps/api keeps the email on the persona row and no name
     email          TEXT NOT NULL UNIQUE,
-    name           TEXT,
     archetype      TEXT NOT NULL,
     system_prompt  TEXT NOT NULL,
+    -- the JSON as sent (an object, or whatever `typeof 'object'` let in)
     module_mix     TEXT NOT NULL,
     tick_cadence   TEXT NOT NULL,
     last_active_at TEXT,

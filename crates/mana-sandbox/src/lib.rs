@@ -13,6 +13,7 @@
 //! `demo` commands; tests use it as a dev-dependency; `mana-sandbox` runs it
 //! alone.
 
+pub mod breakage;
 pub mod cli;
 pub mod db;
 pub mod faults;
@@ -29,6 +30,7 @@ use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use breakage::Breakage;
 pub use db::Db;
 pub use faults::{Fault, FaultKind, Faults, RouteGroup};
 pub use platform::ratelimit::{LimitReport, LimitStats, RateLimiter};
@@ -58,6 +60,14 @@ pub struct SandboxOptions {
     pub api_rate_window: Duration,
     /// The only LLM key the scripted LLM accepts; `None` accepts any.
     pub llm_api_key: Option<String>,
+    /// mana-mcp's policy gate (30 calls per 60 s per tool per user), which
+    /// a deployment may run or not; off like one without it.
+    pub mcp_policy_gate: bool,
+    /// `None`: the whole tool list in one page, as mana-mcp answers. A page
+    /// size makes `tools/list` page with `nextCursor`, for client tests.
+    pub mcp_page_size: Option<usize>,
+    /// Test-only: contract behaviours to break on purpose (`breakage.rs`).
+    pub breakage: Vec<Breakage>,
     /// Lifetime of the `accessToken` (JWT) a login hands out; the platform's
     /// is 15 minutes. Short values let tests outlive a JWT mid-tick.
     pub jwt_ttl: Duration,
@@ -87,6 +97,9 @@ impl Default for SandboxOptions {
             api_rate_limit: 200,
             api_rate_window: Duration::from_secs(60),
             llm_api_key: None,
+            mcp_policy_gate: false,
+            mcp_page_size: None,
+            breakage: Vec::new(),
             jwt_ttl: Duration::from_secs(15 * 60),
             orgs_bearer: OrgsBearer::Session,
         }
@@ -203,13 +216,18 @@ impl Sandbox {
     }
 }
 
-/// The whole sandbox as one axum router, fault injection in front.
+/// The whole sandbox as one axum router, fault injection in front (and the
+/// test-only breakages behind it).
 pub fn router(state: SandboxState) -> Router {
     Router::new()
         .merge(platform::router(state.clone()))
         .merge(llm::router(state.clone()))
         .merge(mcp::router(state.clone()))
         .merge(faults::control_router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            breakage::apply,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::inject,

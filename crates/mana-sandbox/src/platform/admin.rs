@@ -1,7 +1,10 @@
 //! apps/api's persona admin (`/api/v1/personas/admin`, admin JWT): upsert,
-//! list, detail, delete.
-
-use std::collections::BTreeMap;
+//! list, detail, delete — with the platform's answers, quirks included
+//! (`contract/mana-platform.md`, "Admin endpoints").
+//!
+//! Who is an admin: the configured admin JWT. A persona's own bearer is a
+//! valid token of a non-admin user (403); anything else is not a token the
+//! platform would accept (401).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use rusqlite::{OptionalExtension, params};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::create_user;
@@ -17,23 +19,9 @@ use super::{bearer, db_error, error, validation};
 use crate::SandboxState;
 use crate::db::now_iso;
 
-/// `POST /` body, after validation.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Upsert {
-    email: String,
-    #[serde(default)]
-    name: Option<String>,
-    password: String,
-    archetype: String,
-    system_prompt: String,
-    module_mix: BTreeMap<String, f64>,
-    #[serde(default)]
-    tick_cadence: Option<String>,
-}
-
 const CADENCES: [&str; 3] = ["daily", "weekdays", "hourly"];
 
+/// apps/api's auth middleware, then the routes' own role check.
 #[allow(clippy::result_large_err)] // handlers return the Response as is
 fn check_admin(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
     // The configured development token, or an admin account's JWT; a valid
@@ -51,94 +39,111 @@ fn check_admin(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-/// The platform's validation of `POST /`, every problem at once.
+/// What the server itself checks on `POST /`, every problem at once, in the
+/// platform's words. Nothing more: `@mana.test` and the prompt's minimum
+/// length are the client's policy, and a twin that refused them would hide a
+/// client that forgot to.
 fn validate_upsert(v: &Value) -> Vec<String> {
     let mut d = Vec::new();
     let s = |k: &str| v.get(k).and_then(Value::as_str);
-    match s("email") {
-        None | Some("") => d.push("email required".to_string()),
-        Some(e) if !e.ends_with("@mana.test") || !e.contains('@') => {
-            d.push("email must end with @mana.test".to_string())
-        }
-        _ => {}
+    if s("email").is_none_or(|e| !e.contains('@')) {
+        d.push("email required".to_string());
     }
-    if s("password").is_none_or(|p| p.len() < 8) {
-        d.push("password required (at least 8 characters)".to_string());
+    // JavaScript's `length`: UTF-16 code units.
+    if s("password").is_none_or(|p| p.encode_utf16().count() < 8) {
+        d.push("password ≥ 8 chars required".to_string());
     }
     if s("archetype").is_none_or(str::is_empty) {
         d.push("archetype required".to_string());
     }
-    if s("systemPrompt").is_none_or(|p| p.chars().count() < 20) {
-        d.push("systemPrompt must be at least 20 characters".to_string());
+    if s("systemPrompt").is_none_or(str::is_empty) {
+        d.push("systemPrompt required".to_string());
     }
-    match v.get("moduleMix").and_then(Value::as_object) {
-        None => d.push("moduleMix must be an object".to_string()),
-        Some(m) => {
-            for (k, w) in m {
-                if w.as_f64().is_none_or(|w| !w.is_finite() || w < 0.0) {
-                    d.push(format!("moduleMix.{k} must be a number >= 0"));
-                }
-            }
-        }
-    }
-    if let Some(c) = v.get("tickCadence")
-        && !c.is_null()
-        && c.as_str()
-            .and_then(|c| CADENCES.contains(&c).then_some(c))
-            .is_none()
+    // `typeof x === 'object'`: an array passes too, weights are not looked at.
+    if !v
+        .get("moduleMix")
+        .is_some_and(|m| m.is_object() || m.is_array())
     {
-        d.push("tickCadence must be daily, weekdays or hourly".to_string());
+        d.push("moduleMix object required".to_string());
+    }
+    // A falsy cadence (absent, null, "") means the default.
+    if let Some(c) = v.get("tickCadence")
+        && !is_falsy(c)
+        && c.as_str().is_none_or(|c| !CADENCES.contains(&c))
+    {
+        d.push(format!(
+            "tickCadence must be one of {}",
+            CADENCES.join(", ")
+        ));
     }
     d
 }
 
-pub async fn upsert(
-    State(s): State<SandboxState>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
+fn is_falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
+}
+
+pub async fn upsert(State(s): State<SandboxState>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = check_admin(&s, &headers) {
         return r;
     }
+    let Ok(body) = serde_json::from_str::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "Invalid JSON body");
+    };
     let details = validate_upsert(&body);
     if !details.is_empty() {
         return validation(details);
     }
-    let p: Upsert = match serde_json::from_value(body) {
-        Ok(p) => p,
-        Err(e) => return validation(vec![e.to_string()]),
-    };
-    let cadence = p.tick_cadence.clone().unwrap_or_else(|| "daily".into());
-    let mix = serde_json::to_string(&p.module_mix).unwrap_or_else(|_| "{}".into());
+    let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+    let (email, password) = (text("email"), text("password"));
+    let (archetype, prompt) = (text("archetype"), text("systemPrompt"));
+    // Register's name: the given one, else the email's local part.
+    let name = body["name"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+    let cadence = body["tickCadence"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .unwrap_or("daily")
+        .to_string();
+    let mix = body["moduleMix"].to_string();
     let r = s.db.call(|c| {
         let tx = c.transaction()?;
         let existing: Option<String> =
-            tx.query_row("SELECT id FROM users WHERE email = ?1", params![p.email], |r| r.get(0)).optional()?;
+            tx.query_row("SELECT id FROM users WHERE email = ?1", params![email], |r| r.get(0)).optional()?;
         // An existing user keeps its account (and password); only the descriptor is upserted.
         let id = match existing {
             Some(id) => id,
-            None => create_user(&tx, &p.email, p.name.as_deref(), &p.password)?,
+            None => create_user(&tx, &email, Some(&name), &password)?,
         };
         tx.execute(
-            "INSERT INTO personas (user_id, email, name, archetype, system_prompt, module_mix, tick_cadence, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(user_id) DO UPDATE SET name = excluded.name, archetype = excluded.archetype,
+            "INSERT INTO personas (user_id, email, archetype, system_prompt, module_mix, tick_cadence, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(user_id) DO UPDATE SET email = excluded.email, archetype = excluded.archetype,
                system_prompt = excluded.system_prompt, module_mix = excluded.module_mix, tick_cadence = excluded.tick_cadence",
-            params![id, p.email, p.name, p.archetype, p.system_prompt, mix, cadence, now_iso()],
+            params![id, email, archetype, prompt, mix, cadence, now_iso()],
         )?;
         tx.commit()?;
         Ok(id)
     });
     match r {
-        Ok(id) => Json(json!({"ok": true, "userId": id, "email": p.email})).into_response(),
+        Ok(id) => Json(json!({"ok": true, "userId": id, "email": email})).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "upsert failed", "detail": e.to_string()})),
+            Json(json!({"error": "Sign-up failed", "detail": e.to_string()})),
         )
             .into_response(),
     }
 }
 
+/// `GET /`: newest first, no `name` (apps/api's table has none).
 pub async fn list(State(s): State<SandboxState>, headers: HeaderMap) -> Response {
     if let Err(r) = check_admin(&s, &headers) {
         return r;
@@ -149,7 +154,7 @@ pub async fn list(State(s): State<SandboxState>, headers: HeaderMap) -> Response
         let mut st = c.prepare(
             "SELECT p.user_id, p.email, p.archetype, p.tick_cadence, p.last_active_at, p.created_at,
                     (SELECT COUNT(*) FROM persona_actions a WHERE a.persona_id = p.user_id AND a.created_at >= ?1)
-             FROM personas p ORDER BY p.email",
+             FROM personas p ORDER BY p.created_at DESC, p.rowid DESC",
         )?;
         let rows = st.query_map(params![week_ago], |r| {
             Ok(json!({
@@ -170,6 +175,10 @@ pub async fn list(State(s): State<SandboxState>, headers: HeaderMap) -> Response
     }
 }
 
+/// `GET /:id`: the descriptor (no `name`), the 20 newest raw action rows and
+/// the feedback per module — whose `avgRating` is a row COUNT on the
+/// platform (it selects `count()` under that name). Mirrored, so a client
+/// that prints it as an average is caught here.
 pub async fn show(
     State(s): State<SandboxState>,
     headers: HeaderMap,
@@ -181,49 +190,55 @@ pub async fn show(
     let r = s.db.call(|c| {
         let persona = c
             .query_row(
-                "SELECT user_id, email, name, archetype, system_prompt, module_mix, tick_cadence, last_active_at, created_at
+                "SELECT user_id, email, archetype, system_prompt, module_mix, tick_cadence, last_active_at, created_at
                  FROM personas WHERE user_id = ?1",
                 params![id],
                 |r| {
                     Ok(json!({
-                        "userId": r.get::<_, String>(0)?, "email": r.get::<_, String>(1)?, "name": r.get::<_, Option<String>>(2)?,
-                        "archetype": r.get::<_, String>(3)?, "systemPrompt": r.get::<_, String>(4)?,
-                        "moduleMix": serde_json::from_str::<Value>(&r.get::<_, String>(5)?).unwrap_or(Value::Null),
-                        "tickCadence": r.get::<_, String>(6)?, "lastActiveAt": r.get::<_, Option<String>>(7)?,
-                        "createdAt": r.get::<_, String>(8)?,
+                        "userId": r.get::<_, String>(0)?, "email": r.get::<_, String>(1)?,
+                        "archetype": r.get::<_, String>(2)?, "systemPrompt": r.get::<_, String>(3)?,
+                        "moduleMix": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
+                        "tickCadence": r.get::<_, String>(5)?, "lastActiveAt": r.get::<_, Option<String>>(6)?,
+                        "createdAt": r.get::<_, String>(7)?,
                     }))
                 },
             )
             .optional()?;
         let Some(persona) = persona else { return Ok(None) };
         let mut st = c.prepare(
-            "SELECT tick_id, tool_name, result, error_message, latency_ms, created_at FROM persona_actions
-             WHERE persona_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 20",
+            "SELECT id, persona_id, tick_id, tool_name, input_hash, result, error_message, latency_ms, created_at
+             FROM persona_actions WHERE persona_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 20",
         )?;
         let actions = st
             .query_map(params![id], |r| {
-                Ok(json!({"tickId": r.get::<_, String>(0)?, "toolName": r.get::<_, String>(1)?, "result": r.get::<_, String>(2)?,
-                          "errorMessage": r.get::<_, Option<String>>(3)?, "latencyMs": r.get::<_, Option<i64>>(4)?,
-                          "createdAt": r.get::<_, String>(5)?}))
+                Ok(json!({
+                    "id": r.get::<_, String>(0)?, "personaId": r.get::<_, String>(1)?,
+                    "tickId": r.get::<_, String>(2)?, "toolName": r.get::<_, String>(3)?,
+                    "inputHash": r.get::<_, Option<String>>(4)?, "result": r.get::<_, String>(5)?,
+                    "errorMessage": r.get::<_, Option<String>>(6)?, "latencyMs": r.get::<_, Option<i64>>(7)?,
+                    "createdAt": r.get::<_, String>(8)?,
+                }))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut st = c.prepare(
-            "SELECT module, COUNT(*), AVG(rating) FROM persona_feedback WHERE persona_id = ?1 GROUP BY module ORDER BY module",
+            "SELECT module, COUNT(*) FROM persona_feedback WHERE persona_id = ?1 GROUP BY module",
         )?;
         let feedback = st
             .query_map(params![id], |r| {
-                Ok(json!({"module": r.get::<_, String>(0)?, "count": r.get::<_, i64>(1)?, "avgRating": r.get::<_, f64>(2)?}))
+                Ok(json!({"module": r.get::<_, String>(0)?, "avgRating": r.get::<_, i64>(1)?}))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Some(json!({"persona": persona, "recentActions": actions, "feedbackByModule": feedback})))
     });
     match r {
         Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "Persona not found"),
+        Ok(None) => error(StatusCode::NOT_FOUND, "Not found"),
         Err(e) => db_error(e),
     }
 }
 
+/// `DELETE /:id`: only a persona (a user without a persona row is 404), with
+/// its rows, its user and the spaces only it belonged to.
 pub async fn delete(
     State(s): State<SandboxState>,
     headers: HeaderMap,
@@ -238,7 +253,6 @@ pub async fn delete(
         if n == 0 {
             return Ok(false);
         }
-        // Spaces only this user belonged to go with the user.
         tx.execute(
             "DELETE FROM spaces WHERE id IN (SELECT space_id FROM members WHERE user_id = ?1)
                AND id NOT IN (SELECT space_id FROM members WHERE user_id != ?1)",
@@ -250,7 +264,7 @@ pub async fn delete(
     });
     match r {
         Ok(true) => Json(json!({"ok": true, "deleted": id})).into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, "Persona not found"),
+        Ok(false) => error(StatusCode::NOT_FOUND, "Not found"),
         Err(e) => db_error(e),
     }
 }

@@ -46,16 +46,15 @@ pub(crate) fn create_user(
     name: Option<&str>,
     password: &str,
 ) -> rusqlite::Result<String> {
-    // The platform's user ids are 32 alphanumerics.
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = super::new_user_id();
     let now = now_iso();
     c.execute(
         "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, email, name, hash_password(password), now],
     )?;
     let seq: i64 = c.query_row("SELECT COALESCE(MAX(seq), 0) FROM spaces", [], |r| r.get(0))?;
-    let team = uuid::Uuid::new_v4().to_string();
-    let personal = uuid::Uuid::new_v4().to_string();
+    let team = super::new_space_id();
+    let personal = super::new_space_id();
     c.execute(
         "INSERT INTO spaces (id, name, metadata, seq) VALUES (?1, 'Sandbox Team', '{\"type\":\"team\"}', ?2)",
         params![team, seq + 1],

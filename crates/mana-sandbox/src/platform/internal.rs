@@ -8,10 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
 use rusqlite::{OptionalExtension, params};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{db_error, error, validation};
+use super::{db_error, error, error_with_status, internal_error};
 use crate::SandboxState;
 use crate::db::now_iso;
 
@@ -19,48 +18,14 @@ use crate::db::now_iso;
 pub const MAX_ACTIONS_PER_BATCH: usize = 500;
 pub const MAX_FEEDBACK_PER_BATCH: usize = 100;
 
-/// One row of `{"actions": [...]}`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Action {
-    tick_id: String,
-    tool_name: String,
-    #[serde(default)]
-    input_hash: Option<String>,
-    result: String,
-    #[serde(default)]
-    error_message: Option<String>,
-    #[serde(default)]
-    latency_ms: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct Actions {
-    actions: Vec<Action>,
-}
-
-/// One row of `{"feedback": [...]}`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Feedback {
-    tick_id: String,
-    module: String,
-    rating: i64,
-    #[serde(default)]
-    notes: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Feedbacks {
-    feedback: Vec<Feedback>,
-}
-
 #[allow(clippy::result_large_err)] // handlers return the Response as is
 fn check_service_key(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
     match headers.get("x-service-key").and_then(|v| v.to_str().ok()) {
         Some(k) if k == s.opts.service_key => Ok(()),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "Invalid service key")),
-        None => Err(error(StatusCode::UNAUTHORIZED, "Missing X-Service-Key")),
+        _ => Err(error_with_status(
+            StatusCode::UNAUTHORIZED,
+            "Invalid service key",
+        )),
     }
 }
 
@@ -132,46 +97,132 @@ fn persona_exists(s: &SandboxState, id: &str) -> rusqlite::Result<bool> {
     })
 }
 
-/// 404 for an unknown persona, else inserts in one transaction (`insert`
-/// returns how many rows were new) and, for actions, moves lastActiveAt: the
-/// only thing that does.
-fn write_rows(
-    s: &SandboxState,
-    id: &str,
-    touch_last_active: bool,
-    insert: impl FnOnce(&rusqlite::Transaction, &str) -> rusqlite::Result<usize>,
-) -> Response {
-    match persona_exists(s, id) {
-        Ok(true) => {}
-        Ok(false) => return error(StatusCode::NOT_FOUND, "Persona not found"),
-        Err(e) => return db_error(e),
-    }
-    let r = s.db.call(|c| {
-        let tx = c.transaction()?;
-        let now = now_iso();
-        let written = insert(&tx, &now)?;
-        if touch_last_active {
-            tx.execute(
-                "UPDATE personas SET last_active_at = ?1 WHERE user_id = ?2",
-                params![now, id],
-            )?;
+/// One of the two batch endpoints: its body key, its limit, its required
+/// fields and the columns Postgres types.
+struct Batch {
+    /// `actions` / `feedback`: the body's key.
+    key: &'static str,
+    /// `action` / `feedback`: as the platform's "One or more … rows" says it.
+    noun: &'static str,
+    max: usize,
+    /// The platform's row check: only the required fields.
+    valid: fn(&Map<String, Value>) -> bool,
+    /// Optional text columns and integer columns, checked by the database.
+    text: &'static [&'static str],
+    int: &'static [&'static str],
+}
+
+const ACTIONS: Batch = Batch {
+    key: "actions",
+    noun: "action",
+    max: MAX_ACTIONS_PER_BATCH,
+    valid: |r| {
+        r.get("tickId").is_some_and(Value::is_string)
+            && r.get("toolName").is_some_and(Value::is_string)
+            && matches!(
+                r.get("result").and_then(Value::as_str),
+                Some("ok" | "error")
+            )
+    },
+    text: &["inputHash", "errorMessage"],
+    int: &["latencyMs"],
+};
+
+const FEEDBACK: Batch = Batch {
+    key: "feedback",
+    noun: "feedback",
+    max: MAX_FEEDBACK_PER_BATCH,
+    // `typeof rating === 'number'` and 1..5: 3.5 passes here (and fails in
+    // the database).
+    valid: |r| {
+        r.get("tickId").is_some_and(Value::is_string)
+            && r.get("module").is_some_and(Value::is_string)
+            && r.get("rating")
+                .and_then(Value::as_f64)
+                .is_some_and(|x| (1.0..=5.0).contains(&x))
+    },
+    text: &["notes"],
+    int: &["rating"],
+};
+
+impl Batch {
+    /// The platform's order after the 404: parse, array, size, rows. `Ok`
+    /// holds the rows the handler may write.
+    #[allow(clippy::result_large_err)] // handlers return the Response as is
+    fn accept(&self, body: &str) -> Result<Vec<Map<String, Value>>, Response> {
+        let bad = |m: String| Err(error(StatusCode::BAD_REQUEST, m));
+        let Ok(body) = serde_json::from_str::<Value>(body) else {
+            return bad("Invalid JSON".into());
+        };
+        let rows = match body.get(self.key).and_then(Value::as_array) {
+            Some(rows) if !rows.is_empty() => rows,
+            _ => return bad(format!("`{}` array required", self.key)),
+        };
+        if rows.len() > self.max {
+            return bad(format!("`{}` batch size must be ≤ {}", self.key, self.max));
         }
-        tx.commit()?;
-        Ok(written)
-    });
-    match r {
-        Ok(written) => Json(json!({"ok": true, "written": written})).into_response(),
-        Err(e) => db_error(e),
+        let rows: Option<Vec<_>> = rows
+            .iter()
+            .map(|r| r.as_object().filter(|r| (self.valid)(r)).cloned())
+            .collect();
+        match rows {
+            Some(rows) => Ok(rows),
+            None => bad(format!("One or more {} rows failed validation", self.noun)),
+        }
+    }
+
+    /// What Postgres refuses once validation let a row through: a non-string
+    /// in an optional text column, a non-integer (or one beyond `integer`'s
+    /// 32 bits) in an integer column. The platform answers that with its
+    /// generic 500, and the whole batch is lost: one INSERT for all rows.
+    fn column_problem(&self, rows: &[Map<String, Value>]) -> Option<String> {
+        rows.iter().enumerate().find_map(|(i, r)| {
+            let text = self
+                .text
+                .iter()
+                .find(|&&k| r.get(k).is_some_and(|v| !v.is_null() && !v.is_string()));
+            let int = self.int.iter().find(|&&k| {
+                r.get(k)
+                    .is_some_and(|v| !v.is_null() && pg_integer(v).is_none())
+            });
+            text.or(int).map(|k| {
+                format!(
+                    "{}[{i}].{k}: invalid input for its column: {}",
+                    self.key, r[*k]
+                )
+            })
+        })
     }
 }
 
-/// The platform's rule for both batches: not empty, not above the limit.
-fn size_problem(kind: &str, len: usize, max: usize) -> Option<String> {
-    match len {
-        0 => Some(format!("{kind} must not be empty")),
-        n if n > max => Some(format!("at most {max} {kind} rows per request")),
-        _ => None,
-    }
+/// A JSON number as Postgres' `integer` takes it (`12.0` is 12; `12.5`,
+/// `"12"`-the-string-from-JSON-types aside, is refused).
+fn pg_integer(v: &Value) -> Option<i32> {
+    v.as_i64()
+        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+        .and_then(|n| i32::try_from(n).ok())
+}
+
+/// The platform's id rule: cut to 255 characters (JavaScript's `slice`,
+/// so UTF-16 code units; a surrogate pair is not split here).
+fn cut_255(id: String) -> String {
+    let mut units = 0;
+    id.chars()
+        .take_while(|c| {
+            units += c.len_utf16();
+            units <= 255
+        })
+        .collect()
+}
+
+/// The platform's row id: `{tickId}-{i}-{toolName}`, cut to 255.
+pub fn action_row_id(tick_id: &str, index: usize, tool: &str) -> String {
+    cut_255(format!("{tick_id}-{index}-{tool}"))
+}
+
+/// The platform's feedback id: `{tickId}-{module}`, cut to 255.
+pub fn feedback_row_id(tick_id: &str, module: &str) -> String {
+    cut_255(format!("{tick_id}-{module}"))
 }
 
 const INSERT_ACTION: &str = "INSERT INTO persona_actions (id, persona_id, tick_id, tool_name, input_hash, result, error_message, latency_ms, created_at)
@@ -181,12 +232,58 @@ const INSERT_FEEDBACK: &str =
     "INSERT INTO persona_feedback (id, persona_id, tick_id, module, rating, notes, created_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING";
 
-/// The platform's row id: `{tickId}-{i}-{toolName}`, cut to 255 characters.
-pub fn action_row_id(tick_id: &str, index: usize, tool: &str) -> String {
-    format!("{tick_id}-{index}-{tool}")
-        .chars()
-        .take(255)
-        .collect()
+/// Both batch endpoints: service key, 404 for an unknown persona before the
+/// body is read, the platform's 400s, its 500 for a row the database
+/// refuses, then one transaction: `insert` each row (ON CONFLICT DO
+/// NOTHING) and, for actions, move lastActiveAt — however many rows were
+/// new. `written` is the number of rows SENT, as on the platform.
+fn post_batch(
+    s: &SandboxState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &str,
+    batch: &Batch,
+    insert: impl Fn(&rusqlite::Transaction, &str, usize, &Map<String, Value>) -> rusqlite::Result<usize>,
+) -> Response {
+    if let Err(r) = check_service_key(s, headers) {
+        return r;
+    }
+    match persona_exists(s, id) {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::NOT_FOUND, "Persona not found"),
+        Err(e) => return db_error(e),
+    }
+    let rows = match batch.accept(body) {
+        Ok(rows) => rows,
+        Err(r) => return r,
+    };
+    if let Some(problem) = batch.column_problem(&rows) {
+        return internal_error(&problem);
+    }
+    let touch_last_active = batch.key == ACTIONS.key;
+    let r = s.db.call(|c| {
+        let tx = c.transaction()?;
+        let now = now_iso();
+        for (i, row) in rows.iter().enumerate() {
+            insert(&tx, &now, i, row)?;
+        }
+        if touch_last_active {
+            tx.execute(
+                "UPDATE personas SET last_active_at = ?1 WHERE user_id = ?2",
+                params![now, id],
+            )?;
+        }
+        tx.commit()
+    });
+    match r {
+        Ok(()) => Json(json!({"ok": true, "written": rows.len()})).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// A row's string field (validated or column-checked before).
+fn text<'a>(row: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    row.get(key).and_then(Value::as_str)
 }
 
 pub async fn actions(
@@ -195,50 +292,25 @@ pub async fn actions(
     Path(id): Path<String>,
     body: String,
 ) -> Response {
-    if let Err(r) = check_service_key(&s, &headers) {
-        return r;
-    }
-    let batch: Actions = match serde_json::from_str(&body) {
-        Ok(b) => b,
-        Err(e) => return validation(vec![format!("invalid body: {e}")]),
-    };
-    let mut details: Vec<String> =
-        size_problem("actions", batch.actions.len(), MAX_ACTIONS_PER_BATCH)
-            .into_iter()
-            .collect();
-    for (i, a) in batch.actions.iter().enumerate() {
-        if a.tick_id.is_empty() {
-            details.push(format!("actions[{i}].tickId required"));
-        }
-        if a.tool_name.is_empty() {
-            details.push(format!("actions[{i}].toolName required"));
-        }
-        if a.result != "ok" && a.result != "error" {
-            details.push(format!("actions[{i}].result must be ok or error"));
-        }
-    }
-    if !details.is_empty() {
-        return validation(details);
-    }
-    write_rows(&s, &id, true, |tx, now| {
-        let mut written = 0;
-        for (i, a) in batch.actions.iter().enumerate() {
-            written += tx.execute(
-                INSERT_ACTION,
-                params![
-                    action_row_id(&a.tick_id, i, &a.tool_name),
-                    id,
-                    a.tick_id,
-                    a.tool_name,
-                    a.input_hash,
-                    a.result,
-                    a.error_message,
-                    a.latency_ms,
-                    now
-                ],
-            )?;
-        }
-        Ok(written)
+    post_batch(&s, &headers, &id, &body, &ACTIONS, |tx, now, i, a| {
+        let (tick, tool) = (
+            text(a, "tickId").unwrap_or_default(),
+            text(a, "toolName").unwrap_or_default(),
+        );
+        tx.execute(
+            INSERT_ACTION,
+            params![
+                action_row_id(tick, i, tool),
+                id,
+                tick,
+                tool,
+                text(a, "inputHash"),
+                text(a, "result"),
+                text(a, "errorMessage"),
+                a.get("latencyMs").and_then(pg_integer),
+                now
+            ],
+        )
     })
 }
 
@@ -248,56 +320,22 @@ pub async fn feedback(
     Path(id): Path<String>,
     body: String,
 ) -> Response {
-    if let Err(r) = check_service_key(&s, &headers) {
-        return r;
-    }
-    let raw: Value = match serde_json::from_str(&body) {
-        Ok(v) => v,
-        Err(e) => return validation(vec![format!("invalid body: {e}")]),
-    };
-    let rows = raw["feedback"].as_array().cloned().unwrap_or_default();
-    let mut details: Vec<String> = size_problem("feedback", rows.len(), MAX_FEEDBACK_PER_BATCH)
-        .into_iter()
-        .collect();
-    for (i, r) in rows.iter().enumerate() {
-        if r["rating"]
-            .as_f64()
-            .is_none_or(|x| !(1.0..=5.0).contains(&x) || x.fract() != 0.0)
-        {
-            details.push(format!(
-                "feedback[{i}].rating must be an integer from 1 to 5"
-            ));
-        }
-        if r["module"].as_str().is_none_or(str::is_empty) {
-            details.push(format!("feedback[{i}].module required"));
-        }
-        if r["tickId"].as_str().is_none_or(str::is_empty) {
-            details.push(format!("feedback[{i}].tickId required"));
-        }
-    }
-    if !details.is_empty() {
-        return validation(details);
-    }
-    let batch: Feedbacks = match serde_json::from_value(raw) {
-        Ok(b) => b,
-        Err(e) => return validation(vec![format!("invalid body: {e}")]),
-    };
-    write_rows(&s, &id, false, |tx, now| {
-        let mut written = 0;
-        for f in &batch.feedback {
-            written += tx.execute(
-                INSERT_FEEDBACK,
-                params![
-                    format!("{}-{}", f.tick_id, f.module),
-                    id,
-                    f.tick_id,
-                    f.module,
-                    f.rating,
-                    f.notes,
-                    now
-                ],
-            )?;
-        }
-        Ok(written)
+    post_batch(&s, &headers, &id, &body, &FEEDBACK, |tx, now, _, f| {
+        let (tick, module) = (
+            text(f, "tickId").unwrap_or_default(),
+            text(f, "module").unwrap_or_default(),
+        );
+        tx.execute(
+            INSERT_FEEDBACK,
+            params![
+                feedback_row_id(tick, module),
+                id,
+                tick,
+                module,
+                f.get("rating").and_then(pg_integer),
+                text(f, "notes"),
+                now
+            ],
+        )
     })
 }

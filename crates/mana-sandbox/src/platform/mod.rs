@@ -71,12 +71,46 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
-pub(crate) fn db_error(e: rusqlite::Error) -> Response {
+/// The shape of apps/api's global handlers (auth middleware, error handler):
+/// `{"error": ..., "status": n}`.
+pub(crate) fn error_with_status(status: StatusCode, message: &str) -> Response {
     (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": "database error", "detail": e.to_string()})),
+        status,
+        Json(json!({"error": message, "status": status.as_u16()})),
     )
         .into_response()
+}
+
+/// apps/api's answer to anything that throws, a database error included:
+/// `500 {"error":"Internal server error","status":500}`. The cause goes to
+/// the sandbox's log, never to the client (the platform does not send it).
+pub(crate) fn internal_error(cause: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(%cause, "sandbox: 500 Internal server error");
+    error_with_status(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+}
+
+pub(crate) fn db_error(e: rusqlite::Error) -> Response {
+    internal_error(&e)
+}
+
+/// A user id as the platform's auth makes them: 32 alphanumerics.
+pub(crate) fn new_user_id() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// A space (organization) id: a 21-character nanoid, `_` and `-` included.
+pub(crate) fn new_space_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8; 64] = b"useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
+    let mut rng = rand::rng();
+    (0..21)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..64)]))
+        .collect()
 }
 
 pub(crate) fn hash_password(pw: &str) -> String {
