@@ -93,10 +93,11 @@ struct Window {
 }
 
 impl Window {
+    /// Slots per window: the configured budget, capped by the server's
+    /// `Limit`; 0 (configured off) stays off whatever the server says.
     fn per_window(&self) -> u32 {
         match self.server_limit {
-            Some(s) if self.configured > 0 => s.min(self.configured),
-            Some(s) => s,
+            Some(s) => s.min(self.configured),
             None => self.configured,
         }
     }
@@ -392,8 +393,9 @@ mod tests {
     #[tokio::test]
     async fn the_servers_count_wins_over_ours() {
         let b = Budget::standalone("http://x", 200);
+        let reset = epoch_in(30);
         let s = b.acquire().await;
-        b.observe(&headers(200, 0, epoch_in(30)));
+        b.observe(&headers(200, 0, reset));
         drop(s);
         // Nothing left until the server's reset: acquiring must not finish now.
         let r = tokio::time::timeout(Duration::from_millis(200), b.acquire()).await;
@@ -403,7 +405,7 @@ mod tests {
             Some(Snapshot {
                 limit: 200,
                 remaining: 0,
-                reset: epoch_in(30)
+                reset
             })
         );
     }
@@ -417,6 +419,12 @@ mod tests {
         assert_eq!(b.lock().per_window(), 5);
         b.configure(3);
         assert_eq!(b.lock().per_window(), 3);
+        b.configure(0);
+        assert_eq!(
+            b.lock().per_window(),
+            0,
+            "0 is off, whatever the server says"
+        );
     }
 
     #[tokio::test]
@@ -433,9 +441,10 @@ mod tests {
     #[tokio::test]
     async fn stale_answers_from_an_old_window_are_ignored() {
         let b = Budget::standalone("http://x", 200);
+        let reset = epoch_in(30);
         let s = b.acquire().await;
-        b.observe(&headers(200, 150, epoch_in(30)));
-        b.observe(&headers(200, 0, epoch_in(30) - 60));
+        b.observe(&headers(200, 150, reset));
+        b.observe(&headers(200, 0, reset - 60));
         drop(s);
         assert_eq!(b.lock().remaining, 150);
     }
