@@ -128,6 +128,9 @@ pub struct Config {
     pub tools_allow: String,
     pub tools_offer: String,
     pub ledger_retention_days: u32,
+    pub ledger_summary_days: u32,
+    /// `LLM_PRICES` as written; parsed by `llm::pricing`.
+    pub llm_prices: String,
     pub listen: String,
 }
 
@@ -285,6 +288,8 @@ impl Config {
             tools_allow: p.text("tools_allow").unwrap_or_default(),
             tools_offer: p.text("tools_offer").unwrap_or_else(|| "all".into()),
             ledger_retention_days: p.int("ledger_retention_days") as u32,
+            ledger_summary_days: p.int("ledger_summary_days") as u32,
+            llm_prices: p.text("llm_prices").unwrap_or_default(),
             listen: p.listen("listen"),
             raw: BTreeMap::new(),
         };

@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod models;
 pub mod openai;
+pub mod pricing;
 pub mod sse;
 mod transport;
 

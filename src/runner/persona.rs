@@ -381,6 +381,8 @@ pub async fn run(
     ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
     }
+    let stage = work.with(|w| w.stage.clone());
+    super::summary::record(r, p, &report, &stage, started_at, finished, &transcript);
     report
 }
 
@@ -391,6 +393,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     let space = link.space().await;
     // The table knows every listed tool, offered or not, so a call of a
     // denied tool maps back to its MCP name and is refused by name.
+    w.stage("tool names");
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
     let tool_count = tools.len();
@@ -580,7 +583,7 @@ async fn call_tool(
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
     let mut started = Instant::now();
-    let (is_error, text) = match (r.settings.tools.refusal(mcp_name), input) {
+    let (is_error, text) = match (r.settings.tools.refusal(mcp_name), &input) {
         (Some(why), _) => (
             true,
             format!(
@@ -601,7 +604,7 @@ async fn call_tool(
                     }
                 };
                 started = Instant::now();
-                res = mcp.call_tool(mcp_name, args).await;
+                res = mcp.call_tool(mcp_name, args.clone()).await;
                 if let Err(e) = &res
                     && e.is_unauthorized()
                 {
@@ -640,7 +643,7 @@ async fn call_tool(
             latency_ms: Some(latency),
         },
     );
-    w.log(json!({"event": "tool", "tool": mcp_name, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
+    w.log(json!({"event": "tool", "index": slot, "tool": mcp_name, "input": input, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     Ok(result(text, is_error))
 }
 
