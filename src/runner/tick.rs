@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::Runner;
 use super::persona::{self, PersonaReport, RunOutcome};
@@ -300,7 +301,15 @@ pub async fn run_once(
                 return None;
             }
             r.metrics.persona_started();
-            let report = persona::run(r, &p, &new_tick_id(), stop.abort_token()).await;
+            let tick_id = new_tick_id();
+            // Every log line of this persona's day (LLM and MCP retries, the
+            // clients' warnings) carries who and which tick, even with 64 in
+            // flight. At error level so that no log filter disables the span
+            // itself: it only carries fields, each event keeps its own level.
+            let span = tracing::error_span!("persona", persona = %p.email, tick_id = %tick_id);
+            let report = persona::run(r, &p, &tick_id, stop.abort_token())
+                .instrument(span)
+                .await;
             r.metrics.persona_ended();
             r.metrics.persona_run(report.outcome.as_str());
             log_run(&report);
