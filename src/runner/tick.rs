@@ -205,6 +205,9 @@ pub async fn run_once(
     if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger");
     }
+    if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
+        tracing::warn!(error = %e, "cannot prune the ledger summaries");
+    }
     let drained = drain(r, None).await;
     // Personas whose rows are still queued are not run again: their
     // server-side lastActiveAt has not moved, and running them would pay for a
