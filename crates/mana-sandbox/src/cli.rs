@@ -39,6 +39,9 @@ pub struct SandboxArgs {
     /// Added to every LLM response (benchmarks, overlap tests).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub llm_latency_ms: u64,
+    /// Enforce mana-mcp's policy gate: at most 30 calls per 60 s per tool per user.
+    #[arg(long)]
+    pub mcp_policy_gate: bool,
 }
 
 /// Reads a secret file: trimmed, non-empty, bounded.
@@ -83,6 +86,7 @@ impl SandboxArgs {
             )?,
             seed: self.seed,
             llm_latency_ms: self.llm_latency_ms,
+            mcp_policy_gate: self.mcp_policy_gate,
             ..SandboxOptions::default()
         })
     }

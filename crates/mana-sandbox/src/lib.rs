@@ -49,6 +49,12 @@ pub struct SandboxOptions {
     pub seed: u64,
     /// Added to every LLM response, for benchmarks and overlap tests.
     pub llm_latency_ms: u64,
+    /// mana-mcp's policy gate (30 calls per 60 s per tool per user), which
+    /// a deployment may run or not; off like one without it.
+    pub mcp_policy_gate: bool,
+    /// `None`: the whole tool list in one page, as mana-mcp answers. A page
+    /// size makes `tools/list` page with `nextCursor`, for client tests.
+    pub mcp_page_size: Option<usize>,
 }
 
 impl Default for SandboxOptions {
@@ -60,6 +66,8 @@ impl Default for SandboxOptions {
             service_key: DEV_SERVICE_KEY.to_string(),
             seed: 42,
             llm_latency_ms: 0,
+            mcp_policy_gate: false,
+            mcp_page_size: None,
         }
     }
 }
