@@ -42,6 +42,17 @@ pub struct SandboxArgs {
     /// Enforce mana-mcp's policy gate: at most 30 calls per 60 s per tool per user.
     #[arg(long)]
     pub mcp_policy_gate: bool,
+    /// Share (0–1) of the scripted LLM's tool calls sent with one invalid argument.
+    #[arg(long, default_value_t = 0.1, value_name = "SHARE", value_parser = share)]
+    pub llm_invalid_args_share: f64,
+}
+
+/// A share: a number from 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share from 0 to 1")),
+    }
 }
 
 /// Reads a secret file: trimmed, non-empty, bounded.
@@ -87,6 +98,7 @@ impl SandboxArgs {
             seed: self.seed,
             llm_latency_ms: self.llm_latency_ms,
             mcp_policy_gate: self.mcp_policy_gate,
+            llm_invalid_args_share: self.llm_invalid_args_share,
             ..SandboxOptions::default()
         })
     }

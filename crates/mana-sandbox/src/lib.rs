@@ -55,6 +55,13 @@ pub struct SandboxOptions {
     /// `None`: the whole tool list in one page, as mana-mcp answers. A page
     /// size makes `tools/list` page with `nextCursor`, for client tests.
     pub mcp_page_size: Option<usize>,
+    /// The share of the scripted LLM's tool calls (0–1) that get one
+    /// deliberately invalid argument, as real models send now and then.
+    /// Calls pinned by a `[sandbox:tools=N]` directive are always valid.
+    pub llm_invalid_args_share: f64,
+    /// `None`: any non-blank LLM API key is accepted. `Some(k)`: only `k`,
+    /// anything else is a 401 in the API's shape.
+    pub llm_api_key: Option<String>,
 }
 
 impl Default for SandboxOptions {
@@ -68,6 +75,8 @@ impl Default for SandboxOptions {
             llm_latency_ms: 0,
             mcp_policy_gate: false,
             mcp_page_size: None,
+            llm_invalid_args_share: 0.1,
+            llm_api_key: None,
         }
     }
 }
