@@ -22,12 +22,31 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::EXIT_FAILED);
         }
     };
+    let json = cli.command.json();
+    let log_format = cli.global.log_format;
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", cli::render_error(&e));
-            ExitCode::from(cli::exit_code_of(&e))
+            let code = cli::exit_code_of(&e);
+            report_fatal(&cli::render_error(&e), code, json, log_format);
+            ExitCode::from(code)
         }
+    }
+}
+
+/// A fatal error, where the operator's tools look for it: one JSON object on
+/// stdout under `--json` (a script parsing stdout gets JSON either way), a
+/// JSON log line on stderr under `--log-format json`, else `error: …`.
+fn report_fatal(message: &str, code: u8, json: bool, log_format: cli::LogFormat) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"error": message, "exitCode": code})
+        );
+    }
+    match log_format {
+        cli::LogFormat::Json => tracing::error!(exit_code = code, "{message}"),
+        cli::LogFormat::Human => eprintln!("error: {message}"),
     }
 }
 

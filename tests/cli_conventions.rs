@@ -110,3 +110,26 @@ fn no_color_turns_off_ansi_colours_on_a_terminal() {
     assert!(plain.contains("ready"), "{plain}");
     assert!(!plain.contains('\x1b'), "NO_COLOR=1 gets none: {plain}");
 }
+
+/// A fatal error under `--json` is still JSON on stdout (`{"error",
+/// "exitCode"}`), and under `--log-format json` every stderr line is JSON.
+#[test]
+fn fatal_errors_follow_json_and_log_format() {
+    let sh = Shell::new();
+    let out = sh.run_blocking(&["show", "someone@mana.test", "--json"]);
+    out.expect_code(2);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.stdout));
+    assert_eq!(v["exitCode"], 2);
+    assert!(v["error"].as_str().unwrap().contains("admin JWT"), "{v}");
+
+    let out = sh.run_blocking(&["--log-format", "json", "list"]);
+    out.expect_code(2);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    for line in out.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line}"));
+        assert_eq!(v["level"], "ERROR", "{v}");
+    }
+    assert!(out.stderr.contains("admin JWT"), "{}", out.stderr);
+}

@@ -145,6 +145,23 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether stdout is reserved for JSON (`--json`): then a fatal error is
+    /// a JSON object on stdout too, so a script always gets JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Password(a) => a.json,
+            Command::Catalog(catalog::CatalogCmd::List { json, .. }) => *json,
+            Command::List(a) => a.json,
+            Command::Show(a) => a.json,
+            Command::Login(a) => a.json,
+            Command::Config(a) => a.json,
+            Command::Tick(a) => a.json,
+            #[cfg(feature = "sandbox")]
+            Command::Demo(a) => a.json,
+            _ => false,
+        }
+    }
+
     /// Long-running commands log at info by default; one-shot commands at warn.
     pub fn is_long_running(&self) -> bool {
         #[cfg(feature = "sandbox")]

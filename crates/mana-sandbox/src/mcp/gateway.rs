@@ -13,6 +13,9 @@
 //! - rmcp's plain-text 404 becomes the gateway's JSON one;
 //! - SSE events are framed `event: message` + `data:`, without rmcp's event
 //!   ids, and every POST answer carries `mcp-session-id`;
+//! - a request outside a session that is not `initialize` (a 2026-07-28
+//!   client's `server/discover` probe) is a 400, as from the SDK, not served
+//!   statelessly as rmcp would;
 //! - the empty priming event (`id: …` + empty `data`) is sent only on POST
 //!   streams of clients speaking ≥ 2025-11-25, whose messages then carry
 //!   ids too — older clients choke on empty data (wire-facts §3.2).
@@ -135,9 +138,22 @@ async fn gateway(State(gw): State<Gateway>, req: Request, next: Next) -> Respons
             let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
                 return deny(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
             };
-            let asked = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|m| m["params"]["protocolVersion"].as_str().map(str::to_string))
+            let msg = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+            // The platform's SDK speaks the handshake revisions only: a
+            // request outside a session that is not `initialize` (e.g. a
+            // 2026-07-28 client's `server/discover` probe, after which the
+            // client falls back to initialize) is refused as the SDK does.
+            if is_post && msg["method"] != "initialize" {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"jsonrpc": "2.0", "error": {"code": -32000,
+                        "message": "Bad Request: Server not initialized"}, "id": null})),
+                )
+                    .into_response();
+            }
+            let asked = msg["params"]["protocolVersion"]
+                .as_str()
+                .map(str::to_string)
                 .or(protocol_header)
                 .unwrap_or_else(|| DEFAULT_PROTOCOL.into());
             let caller = McpCaller {
