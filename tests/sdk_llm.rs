@@ -4,9 +4,10 @@
 //! `BadRequestError` / `AuthenticationError` with the real API's body for
 //! every malformed request of `tests/sdk/llm_refusals.json`.
 //!
-//! Needs `python3` (or `$MANA_TEST_PYTHON`) with the `anthropic` and
-//! `openai` packages: `python3 -m pip install anthropic openai` (`.ci/run`
-//! does this). Without them the test fails and says so; it never installs.
+//! Needs a Python with the `anthropic` and `openai` packages from PyPI:
+//! `$MANA_SDK_PYTHON`, else `target/sdk/venv/bin/python` (where `.ci/run`
+//! installs them beside the MCP SDK), else `python3`. Without them the test
+//! fails with the install command; it never installs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +16,14 @@ use mana_sandbox::{Sandbox, SandboxOptions};
 use serde_json::Value;
 
 fn python() -> String {
-    std::env::var("MANA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    if let Ok(p) = std::env::var("MANA_SDK_PYTHON") {
+        return p;
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk/venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "python3".into()
 }
 
 fn dir() -> PathBuf {
@@ -29,7 +37,8 @@ fn require(module: &str) {
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "the {module} Python SDK is missing for {}: `{} -m pip install anthropic openai` (.ci/run does this)",
+        "the {module} Python SDK is missing for {}: `{} -m pip install anthropic openai` \
+         (.ci/run installs them into target/sdk/venv)",
         python(),
         python()
     );
