@@ -533,10 +533,19 @@ async fn a_small_prefix_is_never_cached() {
     // Five small tools and a one-line system prompt: far below the 1024
     // tokens a Sonnet-class model caches at the least.
     let sb = sandbox().await;
-    let turns = play(&anthropic(&sb.url(), fast_retry()), "You are Lu. [sandbox:tools=2]").await;
+    let turns = play(
+        &anthropic(&sb.url(), fast_retry()),
+        "You are Lu. [sandbox:tools=2]",
+    )
+    .await;
     assert_eq!(turns.len(), 3);
     for t in &turns {
-        assert_eq!((t.usage.cache_read, t.usage.cache_write), (0, 0), "{:?}", t.usage);
+        assert_eq!(
+            (t.usage.cache_read, t.usage.cache_write),
+            (0, 0),
+            "{:?}",
+            t.usage
+        );
         assert!(t.usage.input > 0);
     }
     sb.shutdown().await;

@@ -95,8 +95,10 @@ async fn every_malformed_request_gets_the_real_apis_status_and_body() {
             );
         } else {
             let e = &body["error"];
+            let mut keys: Vec<_> = e.as_object().unwrap().keys().collect();
+            keys.sort();
             assert_eq!(
-                e.as_object().unwrap().keys().collect::<Vec<_>>(),
+                keys,
                 ["code", "message", "param", "type"],
                 "{label}: OpenAI's shape, not Anthropic's: {body}"
             );

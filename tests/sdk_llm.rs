@@ -71,12 +71,17 @@ async fn run(script: &str, module: &str) {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{stdout}\n{stderr}"
-    );
-    for needle in ["ok non-streamed day", "ok streamed day", "ok rating turn", "refusals as"] {
-        assert!(stdout.contains(needle), "{script}: no {needle:?} in\n{stdout}");
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    for needle in [
+        "ok non-streamed day",
+        "ok streamed day",
+        "ok rating turn",
+        "refusals as",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{script}: no {needle:?} in\n{stdout}"
+        );
     }
     sb.shutdown().await;
 }

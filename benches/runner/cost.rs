@@ -63,8 +63,8 @@ pub fn report(sb: &Sandbox, persona_ticks: usize) -> anyhow::Result<Value> {
     // write 1.25× the base input price), both in base-input-token units.
     let uncached = all[1] + all[3] + all[4];
     let billed = all[1] + 0.1 * all[3] + 1.25 * all[4];
-    let cents = (billed * SONNET_INPUT_USD_PER_MTOK + all[2] * SONNET_OUTPUT_USD_PER_MTOK) / 1e6
-        * 100.0;
+    let cents =
+        (billed * SONNET_INPUT_USD_PER_MTOK + all[2] * SONNET_OUTPUT_USD_PER_MTOK) / 1e6 * 100.0;
     Ok(json!({
         "mainTurn2PlusRequests": n,
         "mainTurn2PlusBodyBytes": body,

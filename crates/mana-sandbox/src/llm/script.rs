@@ -352,14 +352,21 @@ pub fn main_turn(api: Api, convo: &Convo, style: Style) -> Reply {
             OPENERS[rng.random_range(0..OPENERS.len())].to_string(),
         ));
     }
+    // Mostly the named modules; at most once a day something else, as a
+    // person wanders (never under an exact directive).
+    let mentioned = words(&convo.first_user_text);
+    let mut wandered = convo
+        .calls
+        .iter()
+        .any(|c| !mentioned.contains(&args::module_of(&c.name).to_lowercase()));
     for i in 0..n {
-        // Mostly the named modules; now and then something else, as a
-        // person wanders (never under an exact directive).
-        let from = if exact.is_none() && !opts.others.is_empty() && rng.random_ratio(1, 8) {
-            &opts.others
-        } else {
-            &pool
-        };
+        let wander = exact.is_none()
+            && !wandered
+            && !opts.preferred.is_empty()
+            && !opts.others.is_empty()
+            && rng.random_ratio(1, 6);
+        wandered |= wander;
+        let from = if wander { &opts.others } else { &pool };
         let tool = from[rng.random_range(0..from.len())];
         let (name, mut input) = make(tool, &mut rng);
         if exact.is_none()
