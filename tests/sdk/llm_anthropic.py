@@ -114,7 +114,8 @@ def refusals():
         headers = {h: Omit() for h in case["omit_headers"]}
         key = {"good": GOOD, "bad": BAD}.get(case["key"], "unused")
         if case["key"] is None:
-            headers["X-Api-Key"] = Omit()
+            # The SDK sends the key as X-Api-Key or, in 2.x, Authorization: Bearer.
+            headers.update({h: Omit() for h in ["X-Api-Key", *client(key).auth_headers]})
         expected = {400: anthropic.BadRequestError, 401: anthropic.AuthenticationError}[case["status"]]
         try:
             client(key).post("/v1/messages", cast_to=object, body=case["body"],
