@@ -17,6 +17,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod password;
 pub mod platform;
+pub mod report;
 pub mod runner;
 pub mod shutdown;
 pub mod sse;

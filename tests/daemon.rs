@@ -880,3 +880,55 @@ fn pause_without_a_daemon_says_what_happened_to_the_switch() {
         "{stdout}"
     );
 }
+
+/// `/report.json` and `/report` serve the daemon's own ledger live, with the
+/// `report` command's parameters; a bad `since` is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_report_of_its_own_ledger() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(2, "report", "[sandbox:tools=3]")).await;
+    let url = sb.url();
+    blocking(move || {
+        let d = Daemon::start(&url, &home, &[("TICK_INTERVAL_MS", "300")], &[]);
+        let mut report = Value::Null;
+        d.wait_for(
+            "two persona-ticks in /report.json",
+            Duration::from_secs(60),
+            || {
+                let Some((200, body)) = d.get("/report.json?since=7d") else {
+                    return false;
+                };
+                report = serde_json::from_str(&body).expect("/report.json is JSON");
+                report["health"]["personaTicks"].as_u64() >= Some(2)
+            },
+        );
+        assert_eq!(report["version"], 1);
+        assert_eq!(report["shards"].as_array().unwrap().len(), 1);
+        let modules = report["modules"].as_array().unwrap();
+        assert!(!modules.is_empty(), "{report}");
+
+        let (code, one) = d
+            .get("/report.json?persona=report0%40mana.test&archetype=test")
+            .unwrap();
+        assert_eq!(code, 200);
+        let one: Value = serde_json::from_str(&one).unwrap();
+        assert!(one["health"]["personaTicks"].as_u64() >= Some(1), "{one}");
+        assert_eq!(one["persona"], "report0@mana.test");
+
+        let (code, html) = d.get("/report").unwrap();
+        assert_eq!(code, 200);
+        assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+        assert_eq!(
+            html.matches("<figure class=\"chart\"").count(),
+            html.matches("data-module=").count()
+        );
+        assert!(html.matches("<figure class=\"chart\"").count() >= modules.len());
+
+        let (code, body) = d.get("/report.json?since=yesterday").unwrap();
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("--since `yesterday`"), "{body}");
+    })
+    .await;
+}

@@ -248,6 +248,59 @@ async fn forced_persona_runs_when_not_due_and_an_unknown_one_is_an_error() {
     );
 }
 
+/// A log line written while a persona is in flight (here the LLM client's
+/// retry) carries that persona and its tick id, so it can be tied to one of
+/// many personas in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_of_a_persona_carry_its_email_and_tick_id() {
+    let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
+    env.sb.faults().push(Fault {
+        route: RouteGroup::Llm,
+        kind: FaultKind::Status {
+            status: 529,
+            retry_after: None,
+        },
+        count: 1,
+        path_contains: None,
+    });
+    let o = output(tick_cmd(
+        &env.sb.url(),
+        env.home.path(),
+        &[("PERSONA_CONCURRENCY", "2")],
+        &["--json", "--log-format", "json"],
+    ))
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary_of(&o)["ok"], 2);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let retry: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "LLM call failed, retrying")
+        .unwrap_or_else(|| panic!("no retry line in:\n{stderr}"));
+    let span = &retry["span"];
+    assert_eq!(span["name"], "persona", "{retry}");
+    let email = span["persona"].as_str().unwrap_or_default();
+    assert!(
+        email.starts_with("cli.p") && email.ends_with("@mana.test"),
+        "{retry}"
+    );
+    let tick_id = span["tick_id"].as_str().unwrap_or_default();
+    let owner = env.sb.db().count(&format!(
+        "SELECT COUNT(*) FROM persona_actions a JOIN personas p ON p.user_id = a.persona_id
+         WHERE a.tick_id = '{tick_id}' AND p.email = '{email}'"
+    ));
+    assert_eq!(
+        owner, 1,
+        "the span's tick id is that persona's tick: {retry}"
+    );
+}
+
 /// Test 11c: a bad configuration exits 2 before doing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_exits_2() {

@@ -9,8 +9,8 @@
 //! the LLM would bill comes from the sandbox's `llm_requests`. Every run also
 //! checks that every row the runner reports reached the sandbox's database.
 //!
-//! Scenarios: occupancy, overhead, memory, startup, cost, scaling (all by
-//! default). Results: `benches/results/*.json` and `scaling.svg`; `chart`
+//! Scenarios: occupancy, overhead, memory, startup, cost, scaling, report
+//! (all by default). Results: `benches/results/*.json` and `scaling.svg`; `chart`
 //! redraws the SVG from `scaling.json`.
 //! `--keep` keeps the work directory (sandbox and state databases);
 //! `--out=DIR` writes the results there instead (relative to the crate);
@@ -24,6 +24,7 @@ mod child;
 mod cost;
 mod fixture;
 mod ledger;
+mod report;
 mod startup;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ const SCENARIOS: &[&str] = &[
     "startup",
     "cost",
     "scaling",
+    "report",
 ];
 
 /// Not a measurement: redraws scaling.svg from scaling.json.
@@ -386,6 +388,35 @@ async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(r)
 }
 
+/// Scenario 7: `/report` on a running daemon over 30 days × 1,000 personas
+/// of ledger summaries (the target: ≤ 200 ms).
+async fn report_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
+    let home = ctx.work.join("report");
+    let state = home.join("state");
+    std::fs::create_dir_all(&state)?;
+    let t0 = std::time::Instant::now();
+    let s2 = state.clone();
+    let size = tokio::task::spawn_blocking(move || report::write_ledger(&s2)).await??;
+    println!(
+        "report: wrote {} summaries ({:.1} MiB on disk) in {:.1} s",
+        report::PERSONAS * report::DAYS,
+        size as f64 / 1048576.0,
+        t0.elapsed().as_secs_f64()
+    );
+    let v = report::measure(&ctx.bin, &home, &state).await?;
+    for (path, r) in v.as_object().into_iter().flatten() {
+        println!(
+            "report: GET {path}: median {:.0} ms, slowest {:.0} ms ({} requests, {} bytes)",
+            f(&r["medianMs"]),
+            f(&r["maxMs"]),
+            r["requests"],
+            r["bodyBytes"]
+        );
+    }
+    Ok(json!({"personas": report::PERSONAS, "days": report::DAYS,
+              "summaries": report::PERSONAS * report::DAYS, "ledgerBytes": size, "requests": v}))
+}
+
 /// Scenario 4: `password EMAIL` and `catalog check` start-up, by hyperfine.
 async fn startup(ctx: &Ctx) -> anyhow::Result<Value> {
     let dir = ctx.work.join("startup");
@@ -597,7 +628,9 @@ fn main() -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let needs_template = wanted.iter().any(|w| w != "startup" && w != CHART);
+        let needs_template = wanted
+            .iter()
+            .any(|w| w != "startup" && w != "report" && w != CHART);
         let template = if needs_template {
             let most = SCALING.iter().map(|c| (4 * c).max(32)).max().unwrap_or(512);
             let t0 = std::time::Instant::now();
@@ -639,6 +672,7 @@ fn main() -> anyhow::Result<()> {
                 "startup" => startup(&ctx).await?,
                 "cost" => cost_scenario(&ctx).await?,
                 "scaling" => scaling(&ctx).await?,
+                "report" => report_scenario(&ctx).await?,
                 _ => unreachable!("checked above"),
             };
             write_json(&ctx, w, &json!({"machine": m, "result": v}))?;

@@ -13,10 +13,12 @@ pub mod login;
 pub mod output;
 pub mod password;
 pub mod pause;
+pub mod report;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod seed;
 pub mod tick;
+pub mod trace;
 
 use std::path::PathBuf;
 
@@ -138,6 +140,11 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// Resume a paused daemon (also lifts RUNNER_PAUSED).
     Resume(pause::PauseArgs),
+    /// What did the personas think? Ratings, trends, module mix, health and
+    /// cost from the ledgers.
+    Report(report::ReportArgs),
+    /// One persona tick as a readable story, from the ledger.
+    Trace(trace::TraceArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -156,6 +163,7 @@ impl Command {
             Command::Login(a) => a.json,
             Command::Config(a) => a.json,
             Command::Tick(a) => a.json,
+            Command::Trace(a) => a.json,
             #[cfg(feature = "sandbox")]
             Command::Demo(a) => a.json,
             _ => false,
@@ -192,6 +200,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Daemon(a) => daemon::run(g, a).await,
         Command::Pause(a) => pause::run(g, a, crate::daemon::pause::Switch::Paused).await,
         Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
+        Command::Report(a) => report::run(g, a),
+        Command::Trace(a) => trace::run(g, a),
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

@@ -230,6 +230,20 @@ pub const KEYS: &[Key] = &[
         "ledger entries older than this are pruned"
     ),
     key!(
+        "ledger_summary_days",
+        ["LEDGER_SUMMARY_DAYS"],
+        Some("400"),
+        Kind::PositiveInt,
+        "per-tick summaries (what `report` reads) older than this are pruned"
+    ),
+    key!(
+        "llm_prices",
+        ["LLM_PRICES"],
+        None,
+        Kind::Text,
+        "extra model prices, US$ per million tokens: MODEL_PREFIX=INPUT/OUTPUT;..."
+    ),
+    key!(
         "listen",
         ["MANA_PERSONAS_LISTEN"],
         Some("127.0.0.1:3070"),

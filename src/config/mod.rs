@@ -121,6 +121,9 @@ pub struct Config {
     pub persona_timeout: Duration,
     pub mcp_result_cap_bytes: usize,
     pub ledger_retention_days: u32,
+    pub ledger_summary_days: u32,
+    /// `LLM_PRICES` as written; parsed by `llm::pricing`.
+    pub llm_prices: String,
     pub listen: String,
 }
 
@@ -266,6 +269,8 @@ impl Config {
             persona_timeout: Duration::from_secs(p.int("persona_timeout_secs")),
             mcp_result_cap_bytes: p.int("mcp_result_cap_bytes") as usize,
             ledger_retention_days: p.int("ledger_retention_days") as u32,
+            ledger_summary_days: p.int("ledger_summary_days") as u32,
+            llm_prices: p.text("llm_prices").unwrap_or_default(),
             listen: p.listen("listen"),
             raw: BTreeMap::new(),
         };

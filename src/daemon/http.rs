@@ -1,5 +1,6 @@
 //! The daemon's HTTP side: `/health`, `/metrics`, the diag endpoints (not in
-//! production) and the pause control (loopback + service key).
+//! production), the pause control (loopback + service key) and the report
+//! (`/report`, `/report.json`, see `daemon::report`).
 //!
 //! Why axum: it is already here for the sandbox, it serves on the tokio
 //! runtime we run on, and `ConnectInfo` gives the peer address the control
@@ -43,6 +44,22 @@ pub fn router(shared: Arc<Shared>, commands: mpsc::Sender<Command>) -> Router {
         .route("/diag/tick", post(diag_tick))
         .route("/control/pause", post(control_pause))
         .route("/control/resume", post(control_resume))
+        .route(
+            "/report",
+            get(
+                |State(app): State<App>, q: Query<super::report::Params>| async move {
+                    super::report::respond(app.shared, q, crate::report::Format::Html).await
+                },
+            ),
+        )
+        .route(
+            "/report.json",
+            get(
+                |State(app): State<App>, q: Query<super::report::Params>| async move {
+                    super::report::respond(app.shared, q, crate::report::Format::Json).await
+                },
+            ),
+        )
         .with_state(App { shared, commands })
 }
 

@@ -9,6 +9,7 @@
 pub mod address;
 pub mod http;
 pub mod pause;
+pub mod report;
 pub mod scheduler;
 pub mod shared;
 pub mod signals;

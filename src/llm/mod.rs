@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod pricing;
 pub mod sse;
 mod transport;
 

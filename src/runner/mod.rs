@@ -6,6 +6,7 @@ pub mod batch;
 pub mod persona;
 pub mod prompts;
 pub mod rating;
+pub mod summary;
 pub mod tick;
 pub mod tool_names;
 
@@ -54,6 +55,9 @@ pub struct Settings {
     pub persona_timeout: Duration,
     pub concurrency: usize,
     pub ledger_retention_days: u32,
+    pub ledger_summary_days: u32,
+    /// Prices per model, for each tick's cost in the ledger summary.
+    pub prices: crate::llm::pricing::PriceTable,
     pub min_tools: u32,
     pub max_tools: u32,
     /// `max_tokens` of a main-turn model call.
@@ -120,6 +124,9 @@ impl Runner {
                 persona_timeout: cfg.persona_timeout,
                 concurrency: cfg.concurrency,
                 ledger_retention_days: cfg.ledger_retention_days,
+                ledger_summary_days: cfg.ledger_summary_days,
+                prices: crate::llm::pricing::PriceTable::parse(&cfg.llm_prices)
+                    .map_err(anyhow::Error::msg)?,
                 min_tools: 3,
                 max_tools: 8,
                 max_tokens: 2048,

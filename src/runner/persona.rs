@@ -338,6 +338,8 @@ pub async fn run(
     ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
     }
+    let stage = work.with(|w| w.stage.clone());
+    super::summary::record(r, p, &report, &stage, started_at, finished, &transcript);
     report
 }
 
@@ -363,6 +365,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
     w.with(|w| w.session = Some(mcp.clone()));
     let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
     w.with(|w| w.waits.mcp += t0.elapsed());
+    w.stage("tool names");
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
     let tool_count = tools.len();
@@ -539,7 +542,7 @@ async fn call_tool(
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
     let started = Instant::now();
-    let (is_error, text) = match input {
+    let (is_error, text) = match &input {
         Value::Object(args) => match mcp.call_tool(mcp_name, args.clone()).await {
             Ok(out) => (out.is_error, out.text),
             Err(e) => (true, e.to_string()),
@@ -567,7 +570,7 @@ async fn call_tool(
             latency_ms: Some(latency),
         },
     );
-    w.log(json!({"event": "tool", "tool": mcp_name, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
+    w.log(json!({"event": "tool", "index": slot, "tool": mcp_name, "input": input, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     result(text, is_error)
 }
 

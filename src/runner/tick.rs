@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::Runner;
 use super::persona::{self, PersonaReport, RunOutcome};
@@ -204,6 +205,9 @@ pub async fn run_once(
     if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger");
     }
+    if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
+        tracing::warn!(error = %e, "cannot prune the ledger summaries");
+    }
     let drained = drain(r, None).await;
     // Personas whose rows are still queued are not run again: their
     // server-side lastActiveAt has not moved, and running them would pay for a
@@ -300,7 +304,15 @@ pub async fn run_once(
                 return None;
             }
             r.metrics.persona_started();
-            let report = persona::run(r, &p, &new_tick_id(), stop.abort_token()).await;
+            let tick_id = new_tick_id();
+            // Every log line of this persona's day (LLM and MCP retries, the
+            // clients' warnings) carries who and which tick, even with 64 in
+            // flight. At error level so that no log filter disables the span
+            // itself: it only carries fields, each event keeps its own level.
+            let span = tracing::error_span!("persona", persona = %p.email, tick_id = %tick_id);
+            let report = persona::run(r, &p, &tick_id, stop.abort_token())
+                .instrument(span)
+                .await;
             r.metrics.persona_ended();
             r.metrics.persona_run(report.outcome.as_str());
             log_run(&report);

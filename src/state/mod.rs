@@ -3,16 +3,19 @@
 //! - [`outbox`]: a tick's batches, written before posting, removed after a 2xx;
 //! - [`memory`]: when each persona ran and how it ended (zero-action and
 //!   failure backoff, so no persona burns LLM money in a loop);
-//! - [`ledger`]: each persona tick's transcript, pruned by age.
+//! - [`ledger`]: each persona tick's transcript, pruned by age;
+//! - [`summary`]: each persona tick's summary, kept much longer (reports).
 //!
 //! Why SQLite: a transaction makes "the batch is queued" atomic, and an
 //! operator can read all of it with `sqlite3`. Statements on a persona tick's
 //! path are `prepare_cached`: parsing their SQL again every time was ~4 % of a
 //! persona-tick's CPU (BENCHMARKS.md, overhead).
 
+pub mod error_class;
 pub mod ledger;
 pub mod memory;
 pub mod outbox;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -94,10 +97,11 @@ impl State {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(db)?;
+        let mut conn = Connection::open(&path).map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        summary::migrate(&mut conn).map_err(db)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),
             path,
