@@ -65,6 +65,13 @@ pub struct SandboxOptions {
     pub jwt_ttl: Duration,
     /// Which bearer the organization list accepts (deployments differ).
     pub orgs_bearer: OrgsBearer,
+    /// The share of the scripted LLM's tool calls (0–1) that get one
+    /// deliberately invalid argument, as real models send now and then.
+    /// Calls pinned by a `[sandbox:tools=N]` directive are always valid.
+    pub llm_invalid_args_share: f64,
+    /// `None`: any non-blank LLM API key is accepted. `Some(k)`: only `k`,
+    /// anything else is a 401 in the API's shape.
+    pub llm_api_key: Option<String>,
 }
 
 /// The bearer `GET /api/auth/organization/list` accepts.
@@ -91,6 +98,8 @@ impl Default for SandboxOptions {
             breakage: Vec::new(),
             jwt_ttl: Duration::from_secs(15 * 60),
             orgs_bearer: OrgsBearer::Session,
+            llm_invalid_args_share: 0.1,
+            llm_api_key: None,
         }
     }
 }
