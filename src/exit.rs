@@ -27,8 +27,17 @@ pub const LOCKED: u8 = 4;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Configuration and usage problems exit 2; everything else 1.
+/// Configuration and usage problems exit 2; a state directory held by
+/// another process 4; everything else 1.
 pub fn code_of(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::state::lock::LockError>(),
+            Some(crate::state::lock::LockError::Held { .. })
+        )
+    }) {
+        return LOCKED;
+    }
     let config = e.chain().any(|c| {
         c.downcast_ref::<crate::config::ConfigError>().is_some()
             || c.downcast_ref::<UsageError>().is_some()

@@ -11,6 +11,59 @@ use reqwest::header::HeaderMap;
 /// Bodies in error messages are cut to this many characters.
 pub const ERROR_BODY_CHARS: usize = 300;
 
+/// Most bytes of a JSON answer read into memory (a due list of thousands of
+/// personas is a few MiB). A server that sends more — or never stops — gets
+/// "answer too large" instead of our memory.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most bytes of an error body read: only [`ERROR_BODY_CHARS`] are shown.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    Transport(reqwest::Error),
+    /// More than this many bytes.
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Transport(e) => f.write_str(&describe_reqwest(e)),
+            BodyError::TooLarge(n) => write!(f, "answer too large: more than {n} bytes"),
+        }
+    }
+}
+
+/// Reads a body chunk by chunk, at most `limit` bytes; the rest is never
+/// read.
+pub async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The start of an error body as text (at most [`MAX_ERROR_BODY_BYTES`];
+/// what a broken connection leaves is the empty string): it is cut for
+/// display anyway.
+pub async fn error_text(mut resp: reqwest::Response) -> String {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY_BYTES - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= MAX_ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Builds the shared client: explicit connect and request timeouts, no proxy
 /// surprises for loopback, `tcp_nodelay` for small JSON requests.
 pub fn client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Client {
@@ -45,6 +98,64 @@ pub fn path_of(url: &str) -> String {
     }
 }
 
+/// `url` as it may be printed or stored: its userinfo (`user:password@`,
+/// which reqwest sends as basic auth) replaced by `<redacted>@`. Works on
+/// text that does not parse as a URL too: whatever sits between `://` and
+/// the last `@` of the authority goes.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}{}", &url[..start], crate::redact::MARK, &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// Registers the userinfo of `url` (user and password) as secrets, so a
+/// message that quotes the URL anyway is redacted (see [`crate::redact`]).
+pub fn register_url_secrets(url: &str) {
+    if let Ok(u) = reqwest::Url::parse(url) {
+        if let Some(p) = u.password() {
+            crate::redact::register(p);
+        }
+        if !u.username().is_empty() {
+            crate::redact::register(u.username());
+        }
+    }
+}
+
+/// Whether `id` is a plain platform id (the platform's are 32 alphanumerics):
+/// 1 to 64 of `A-Z a-z 0-9 _ -`. Only such an id is put into a URL path.
+pub fn is_plain_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `id` as one URL path segment: refused unless [`is_plain_id`] (percent
+/// encoding alone is not enough: `%2E%2E` is still `..` to a URL parser),
+/// then percent-encoded all the same, so a wider id rule can never open a
+/// path again.
+pub fn id_segment(method: &str, id: &str) -> Result<String, HttpError> {
+    if !is_plain_id(id) {
+        return Err(HttpError::BadId {
+            method: method.to_string(),
+            id: cut(id, 80),
+        });
+    }
+    Ok(id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect())
+}
+
 /// A failed HTTP exchange, as an operator needs to read it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
@@ -68,6 +179,12 @@ pub enum HttpError {
         message: String,
         timeout: bool,
     },
+    /// Refused before sending: a user id that is not a plain id would change
+    /// the path it is put into (`../admin/…`).
+    #[error(
+        "{method} not sent: user id {id:?} is not a plain id (1 to 64 of A-Z, a-z, 0-9, _ and -)"
+    )]
+    BadId { method: String, id: String },
     /// A 2xx whose body is not what the contract says.
     #[error("{method} {path} → unexpected response: {message}")]
     Decode {
@@ -105,7 +222,7 @@ impl HttpError {
         match self {
             HttpError::Status { status, .. } => is_transient_status(*status),
             HttpError::Transport { .. } => true,
-            HttpError::Decode { .. } => false,
+            HttpError::Decode { .. } | HttpError::BadId { .. } => false,
         }
     }
 
@@ -144,7 +261,7 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
         msg.push_str(": ");
         msg.push_str(&l);
     }
-    msg
+    crate::redact::redact(&msg)
 }
 
 /// `retry-after-ms`, else `retry-after` in seconds (HTTP dates are treated as
@@ -166,16 +283,17 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_millis((s * 1000.0) as u64))
 }
 
-/// Reads a non-2xx response into [`HttpError::Status`].
+/// Reads a non-2xx response into [`HttpError::Status`]; the body is
+/// redacted (servers echo requests, passwords included) before it is cut.
 pub async fn status_error(method: &str, url: &str, resp: reqwest::Response) -> HttpError {
     let status = resp.status().as_u16();
     let retry_after = parse_retry_after(resp.headers()).map(RetryAfter);
-    let body = resp.text().await.unwrap_or_default();
+    let body = error_text(resp).await;
     HttpError::Status {
         method: method.to_string(),
         path: path_of(url),
         status,
-        body: cut(&body, ERROR_BODY_CHARS),
+        body: cut(&crate::redact::redact(&body), ERROR_BODY_CHARS),
         retry_after,
     }
 }

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod daemon;
 pub mod exit;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod password;
 pub mod platform;
+pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod shutdown;

@@ -1,8 +1,10 @@
 //! `mana-personas`: the binary. Reads as a table of contents; the work is in
 //! `mana_personas::cli`, one short function per command.
 //!
-//! Exit codes: 0 success; 1 the operation failed (a persona, a request);
-//! 2 configuration or usage error (nothing was attempted).
+//! Exit codes (`mana_personas::exit`): 0 success; 1 the operation failed (a
+//! persona, a request); 2 configuration or usage error (nothing was
+//! attempted); 3 rows still undelivered; 4 another process holds the state
+//! directory.
 
 use std::process::ExitCode;
 

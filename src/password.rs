@@ -44,7 +44,10 @@ pub fn derive(
     if production && key == DEV_FALLBACK_SECRET {
         return Err(PasswordError::DevFallbackInProduction);
     }
-    Ok(SecretString::from(derive_raw(key.as_bytes(), email)))
+    let password = derive_raw(key.as_bytes(), email);
+    // A server may echo it back in an error body: see `crate::redact`.
+    crate::redact::register(&password);
+    Ok(SecretString::from(password))
 }
 
 /// The bare derivation, for tests and benchmarks. HMAC accepts keys of any

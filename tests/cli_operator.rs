@@ -169,7 +169,7 @@ async fn seed_only_one_and_unknown_only() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_with_a_wrong_admin_jwt_names_401_and_the_path() {
+async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
     let (sb, mut sh) = setup().await;
     sh.set("MANA_ADMIN_JWT", "wrong");
     let out = sh.run(&["seed", "--catalog", &catalog()]).await;
@@ -181,10 +181,15 @@ async fn seed_with_a_wrong_admin_jwt_names_401_and_the_path() {
         "{all}"
     );
     assert!(all.contains("Invalid or expired token"), "{all}");
-    assert_eq!(out.lines_starting("✗").len(), 14, "{all}");
-    // A refused token is final: no retries.
+    // 401 is final (no retries), and the seed stops instead of sending the
+    // rest with the same refused JWT.
     assert!(out.lines_starting("↻").is_empty(), "{all}");
     assert!(out.stdout.contains("seeded 0 of 14"), "{all}");
+    assert!(
+        out.stdout.contains("stopped:") && out.stdout.contains("15 minutes"),
+        "{all}"
+    );
+    assert!(out.stdout.contains("not done (14)"), "{all}");
     assert_eq!(count(&sb, "personas"), 0);
 
     // The same for list: a refused admin call is a failure, not a usage error.
@@ -195,6 +200,24 @@ async fn seed_with_a_wrong_admin_jwt_names_401_and_the_path() {
         "{}",
         out.stderr
     );
+
+    // A valid JWT without the admin role is 403, for every persona.
+    let user_jwt = mana_sandbox::platform::auth::issue_access_token(
+        &sb.state,
+        "u1",
+        "someone@mana.test",
+        "user",
+        std::time::Duration::from_secs(900),
+    );
+    sh.set("MANA_ADMIN_JWT", &user_jwt);
+    let out = sh.run(&["seed", "--catalog", &catalog()]).await;
+    out.expect_code(1);
+    assert!(
+        out.all().contains("POST /api/v1/personas/admin → HTTP 403"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(out.lines_starting("✗").len(), 14, "{}", out.all());
     sb.shutdown().await;
 }
 
@@ -654,10 +677,19 @@ async fn no_secret_reaches_stdout_or_stderr() {
 
     let transcript = sh.transcript();
     // The transcript really holds the runs (else the checks below prove nothing).
-    for seen in ["<set>", "userId:", "↻", "seeded 14 of 14", "HTTP 401"] {
+    for seen in [
+        "<set>",
+        "userId:",
+        "↻",
+        "seeded 14 of 14",
+        "HTTP 401",
+        "15 minutes",
+    ] {
         assert!(transcript.contains(seen), "{seen:?} missing:\n{transcript}");
     }
     let secrets = [ADMIN, SERVICE, TEST_SEED_SECRET].map(String::from);
+    // No JWT either (a JWT starts with the base64 of `{"`).
+    assert!(!transcript.contains("eyJ"), "a JWT leaked:\n{transcript}");
     for secret in secrets.iter().chain(&tokens) {
         assert!(
             !transcript.contains(secret),

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use mana_personas::config::{Config, ConfigError, Need, Overrides, Source};
+mod common;
+
+use mana_personas::config::{Config, ConfigError, KEYS, Kind, Need, Overrides, Source};
+use proptest::prelude::*;
 use secrecy::ExposeSecret;
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -201,4 +204,113 @@ fn the_example_file_loads_and_caps_tool_calls() {
     let e =
         Config::load_with(&Overrides::default(), &env(&[("MAX_TOOL_CALLS", "501")])).unwrap_err();
     assert!(e.to_string().contains("at most 500"), "{e}");
+}
+
+/// A secret file without end (`/dev/zero`) or just too big is refused at
+/// 64 KiB, naming the variable and the file, through `mana-personas config`
+/// (exit 2) — instead of reading gigabytes into memory.
+#[test]
+fn secret_files_are_read_with_a_size_limit() {
+    let mut sh = common::Shell::new();
+    let big = sh.path("huge-key");
+    std::fs::write(&big, vec![b'k'; 64 * 1024 + 1]).unwrap();
+    let fits = sh.path("fits-key");
+    std::fs::write(&fits, format!("{}\n", "k".repeat(64 * 1024 - 1))).unwrap();
+    for (var, path) in [
+        ("MANA_SERVICE_KEY_FILE", "/dev/zero".to_string()),
+        ("ANTHROPIC_API_KEY_FILE", big.display().to_string()),
+    ] {
+        sh.set(var, &path);
+        let out = sh.run_blocking(&["config"]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains(var)
+                && out.stderr.contains(&path)
+                && out.stderr.contains("too big"),
+            "{var}={path}: {}",
+            out.stderr
+        );
+        sh.set(var, fits.to_str().unwrap());
+        sh.run_blocking(&["config"]).expect_code(0);
+    }
+}
+
+/// The integer settings of the table, with their bounds.
+fn int_settings() -> Vec<(&'static str, &'static str, u64, u64)> {
+    KEYS.iter()
+        .filter_map(|k| match k.kind {
+            Kind::Int { min, max } => Some((k.name, k.env[0], min, max)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn integers_out_of_range_are_errors_not_wraps_or_panics() {
+    assert!(int_settings().len() >= 8, "{:?}", int_settings());
+    for (var, value) in [
+        ("LEDGER_RETENTION_DAYS", "100000000"),
+        ("MAX_TOOL_CALLS", "4294967297"),
+        ("MAX_TURNS", "4294967297"),
+        ("PERSONA_CONCURRENCY", "18446744073709551617"),
+        ("PERSONA_TIMEOUT_SECS", "18446744073709551615"),
+    ] {
+        let e = Config::load_with(&Overrides::default(), &env(&[(var, value)]))
+            .err()
+            .unwrap_or_else(|| panic!("{var}={value} was accepted"))
+            .to_string();
+        assert!(e.contains(&format!("{var}=\"{value}\"")), "{e}");
+    }
+    // Every default of the table passes its own bounds.
+    let cfg = Config::load_with(&Overrides::default(), &env(&[])).unwrap();
+    for (name, _, min, max) in int_settings() {
+        let v = cfg.int_setting(name).expect(name);
+        assert!((min..=max).contains(&v), "{name} default {v}");
+    }
+}
+
+/// A string that looks like an integer, sometimes, or anything else.
+fn int_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<u64>().prop_map(|n| n.to_string()),
+        (0u64..100_000).prop_map(|n| n.to_string()),
+        any::<u128>().prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "[ +-]?[0-9_]{0,25}[ ]?",
+        ".{0,12}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Any string for any integer setting: accepted within its bounds with
+    /// exactly that value, or a configuration error naming the setting's
+    /// variable — never a panic, a wrap or a silent default. And an accepted
+    /// ledger retention prunes without panicking.
+    #[test]
+    fn every_integer_setting_is_bounded_or_refused(
+        which in 0usize..64,
+        value in int_like(),
+    ) {
+        let all = int_settings();
+        let (name, var, min, max) = all[which % all.len()];
+        match Config::load_with(&Overrides::default(), &env(&[(var, value.as_str())])) {
+            Ok(cfg) => {
+                let n: u64 = value.trim().parse().expect("accepted means an integer");
+                prop_assert!((min..=max).contains(&n), "{var}={value:?} accepted outside {min}..={max}");
+                prop_assert_eq!(cfg.int_setting(name), Some(n));
+                if name == "ledger_retention_days" {
+                    let dir = tempfile::tempdir().unwrap();
+                    let state = mana_personas::state::State::open(dir.path()).unwrap();
+                    state.ledger_prune(cfg.ledger_retention_days, chrono::Utc::now()).unwrap();
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                prop_assert!(matches!(e, ConfigError::Invalid(_)), "{text}");
+                prop_assert!(text.contains(var), "{var}={value:?}: {text}");
+            }
+        }
+    }
 }

@@ -841,3 +841,90 @@ async fn sandbox_stream_bytes_decode_like_the_provider_sees_them() {
     assert_eq!(tool_uses(&whole).len(), 2);
     sb.shutdown().await;
 }
+
+/// A server that answers every request with a 200 SSE stream that never
+/// ends: `head` once, then `chunk` forever. Counts the bytes it got out.
+async fn endless_server(head: &'static str, chunk: &'static str) -> (String, Arc<Mutex<u64>>) {
+    let sent = Arc::new(Mutex::new(0u64));
+    let counter = sent.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            let body = futures::stream::once(async move { head.as_bytes().to_vec() })
+                .chain(futures::stream::repeat_with(move || {
+                    chunk.as_bytes().to_vec()
+                }))
+                .map(move |b| {
+                    *counter.lock().unwrap() += b.len() as u64;
+                    Ok::<_, std::io::Error>(b)
+                });
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from_stream(body))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), sent)
+}
+
+/// Issue 11.6: an endless stream — endless text deltas, and one event that
+/// never ends (the SSE parser's own buffer) — fails as "answer too large"
+/// once it passed the cap (8 MiB an answer, 1 MiB a line), not retried, with
+/// the bytes read bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_stream_fails_as_answer_too_large() {
+    let anthropic_head = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"x\",\"stop_reason\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let delta = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}\n\n";
+    let openai_delta = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"},\"finish_reason\":null}]}\n\n";
+    let no_end = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let cases: Vec<(&str, &'static str, &'static str, bool)> = vec![
+        ("anthropic text deltas", anthropic_head, delta, false),
+        (
+            "anthropic endless event",
+            "event: content_block_delta\ndata: ",
+            no_end,
+            false,
+        ),
+        ("openai text deltas", "", openai_delta, true),
+        ("openai endless event", "data: ", no_end, true),
+    ];
+    for (what, head, chunk, is_openai) in cases {
+        let (base, sent) = endless_server(head, chunk).await;
+        let client: Box<dyn LlmClient> = if is_openai {
+            Box::new(openai(&base, fast_retry()))
+        } else {
+            Box::new(anthropic(&base, fast_retry()))
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            client.complete(&first_request("endless")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still reading after 60 s"));
+        match r {
+            Err(LlmError::Stream { kind, message, .. }) => {
+                assert_eq!(kind, sse::TOO_LARGE, "{what}: {message}");
+                assert!(message.contains("answer too large"), "{what}: {message}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        // One attempt (not retried), read to just past the cap: what the
+        // server pushed beyond is what sat in socket buffers.
+        // An endless line stops at the line cap, endless events at the
+        // answer's.
+        let n = *sent.lock().unwrap();
+        let cap = sse::MAX_ANSWER_BYTES as u64;
+        let limit = if what.contains("event") {
+            mana_personas::sse::MAX_LINE_BYTES as u64
+        } else {
+            cap
+        };
+        assert!(
+            n > limit && n < 4 * cap,
+            "{what}: server sent {n} bytes (cap {limit})"
+        );
+    }
+}

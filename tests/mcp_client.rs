@@ -43,17 +43,13 @@ fn args(v: Value) -> Map<String, Value> {
     v.as_object().cloned().expect("object")
 }
 
-/// A user with a bearer token, member of `space`.
-fn seed_user(sb: &Sandbox, user: &str, token: &str, space: &str) {
+/// A user, member of `space`.
+fn seed_user(sb: &Sandbox, user: &str, space: &str) {
     sb.db()
         .call(|c| {
             c.execute(
                 "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?1, ?2, ?1, 'x', 'now')",
                 params![user, format!("{user}@example.test")],
-            )?;
-            c.execute(
-                "INSERT INTO sessions (token, user_id) VALUES (?1, ?2)",
-                params![token, user],
             )?;
             c.execute(
                 "INSERT OR IGNORE INTO spaces (id, name, metadata, seq) VALUES (?1, ?1, NULL, 1)",
@@ -69,27 +65,61 @@ fn seed_user(sb: &Sandbox, user: &str, token: &str, space: &str) {
 
 async fn sandbox() -> Sandbox {
     let sb = Sandbox::start(SandboxOptions::default()).await.unwrap();
-    seed_user(&sb, "u1", JWT, SPACE);
+    seed_user(&sb, "u1", SPACE);
     sb
+}
+
+/// The user's JWT, as a login would hand it out: mana-mcp accepts nothing
+/// else (a session token gets 401 `Invalid Compact JWS`).
+fn token(sb: &Sandbox, user: &str) -> String {
+    mana_sandbox::platform::auth::issue_access_token(
+        &sb.state,
+        user,
+        &format!("{user}@example.test"),
+        "user",
+        Duration::from_secs(900),
+    )
 }
 
 async fn connect(c: &McpConfig, jwt: &str, space: &str) -> Result<McpSession, McpError> {
     McpSession::connect(c, http(), &SecretString::from(jwt.to_string()), space).await
 }
 
+/// A sandbox that pages `tools/list` by 8, so the client must follow
+/// `nextCursor` (the platform answers in one page).
+async fn paging_sandbox() -> Sandbox {
+    let sb = Sandbox::start(SandboxOptions {
+        mcp_page_size: Some(8),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    seed_user(&sb, "u1", SPACE);
+    sb
+}
+
+/// The platform's 21 tools, in its order (vendored tools/list).
+fn platform_tool_names() -> Vec<String> {
+    let v: Value = serde_json::from_str(mana_sandbox::mcp::TOOLS_LIST_JSON).unwrap();
+    v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn sandbox_session_lists_and_calls_tools() {
-    let sb = sandbox().await;
-    let s = connect(&cfg(&sb.url()), JWT, SPACE).await.unwrap();
-    assert!(!format!("{s:?}").contains(JWT));
+    let sb = paging_sandbox().await;
+    let jwt = token(&sb, "u1");
+    let s = connect(&cfg(&sb.url()), &jwt, SPACE).await.unwrap();
+    assert!(!format!("{s:?}").contains(jwt.as_str()));
 
-    // 11 tools over two pages (the sandbox pages by 8).
+    // The platform's 21 tools over three pages.
     let tools = s.list_tools().await.unwrap();
-    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names.len(), 11, "{names:?}");
-    for n in ["todo.create", "notes.search", "mood.log", "spaces.list"] {
-        assert!(names.contains(&n), "{n} missing from {names:?}");
-    }
+    let names: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names, platform_tool_names());
     let create = tools.iter().find(|t| t.name == "todo.create").unwrap();
     assert_eq!(create.input_schema["required"], json!(["title"]));
 
@@ -98,60 +128,147 @@ async fn sandbox_session_lists_and_calls_tools() {
         .await
         .unwrap();
     assert!(!ok.is_error, "{}", ok.text);
+    // Pretty-printed, as mana-mcp answers.
+    assert!(ok.text.starts_with("{\n  \"task\": {"), "{}", ok.text);
     let v: Value = serde_json::from_str(&ok.text).unwrap();
-    assert_eq!(v["todo"]["title"], "Einkaufen");
-    let id = v["todo"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["task"]["title"], "Einkaufen");
+    assert_eq!(v["task"]["priority"], "medium");
+    let id = v["task"]["id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
 
     let done = s
         .call_tool("todo.complete", args(json!({"id": id})))
         .await
         .unwrap();
     assert!(!done.is_error, "{}", done.text);
-
-    let bad = s
-        .call_tool("todo.create", args(json!({"title": ""})))
+    assert_eq!(
+        serde_json::from_str::<Value>(&done.text).unwrap(),
+        json!({"ok": true})
+    );
+    let open = s.call_tool("todo.list", Map::new()).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&open.text).unwrap(),
+        json!({"tasks": []})
+    );
+    let all = s
+        .call_tool("todo.list", args(json!({"includeCompleted": true})))
         .await
         .unwrap();
+    let all: Value = serde_json::from_str(&all.text).unwrap();
+    assert_eq!(all["tasks"][0]["completed"], true);
+
+    let bad = s.call_tool("todo.create", Map::new()).await.unwrap();
     assert!(bad.is_error);
-    assert!(
-        bad.text.starts_with("Input validation error:"),
-        "{}",
-        bad.text
+    assert_eq!(
+        bad.text,
+        "MCP error -32602: Input validation error: Invalid arguments for tool todo.create: Required at title"
     );
 
     let bad = s
-        .call_tool("mood.log", args(json!({"value": 11})))
+        .call_tool("mood.log", args(json!({"level": 11, "emotion": "x"})))
         .await
         .unwrap();
     assert!(bad.is_error, "{}", bad.text);
-
-    let unknown = s.call_tool("teleport.now", Map::new()).await.unwrap();
-    assert!(unknown.is_error);
     assert!(
-        unknown.text.contains("Tool teleport.now not found"),
+        bad.text.starts_with(
+            "MCP error -32602: Input validation error: Invalid arguments for tool mood.log: \
+             Number must be less than or equal to 10 at level\nInvalid enum value. Expected 'happy' | 'calm' | "
+        ),
         "{}",
-        unknown.text
+        bad.text
     );
+    let mood = s
+        .call_tool("mood.log", args(json!({"level": 7, "emotion": "calm"})))
+        .await
+        .unwrap();
+    assert!(!mood.is_error, "{}", mood.text);
+    let today = s.call_tool("mood.today", Map::new()).await.unwrap();
+    let today: Value = serde_json::from_str(&today.text).unwrap();
+    assert_eq!(today["entries"][0]["level"], 7);
 
+    let unknown = s.call_tool("nope.nope", Map::new()).await.unwrap();
+    assert!(unknown.is_error);
+    assert_eq!(unknown.text, "MCP error -32602: Tool nope.nope not found");
+
+    // A well-formed id nobody owns: the handler fails, named as mana-mcp does.
+    let foreign = uuid::Uuid::new_v4();
     let missing = s
-        .call_tool("todo.complete", args(json!({"id": "nope"})))
+        .call_tool("todo.complete", args(json!({"id": foreign.to_string()})))
         .await
         .unwrap();
     assert!(missing.is_error);
-    assert!(missing.text.contains("Todo not found: nope"));
+    assert_eq!(
+        missing.text,
+        format!("Tool todo.complete failed: Todo not found: {foreign}")
+    );
+    let paid = s
+        .call_tool(
+            "me.generateWithReference",
+            args(json!({"prompt": "Portrait", "referenceMediaIds": ["m1"]})),
+        )
+        .await
+        .unwrap();
+    assert!(paid.is_error);
+    assert!(
+        paid.text
+            .starts_with("Tool me.generateWithReference failed: "),
+        "{}",
+        paid.text
+    );
 
     // Concurrent calls share one session.
     let calls =
-        (0..5).map(|i| s.call_tool("habits.create", args(json!({"name": format!("h{i}")}))));
+        (0..5).map(|i| s.call_tool("habits.create", args(json!({"title": format!("h{i}")}))));
     for r in futures::future::join_all(calls).await {
-        assert!(!r.unwrap().is_error);
+        let r = r.unwrap();
+        assert!(!r.is_error, "{}", r.text);
     }
     let habits = s.call_tool("habits.list", Map::new()).await.unwrap();
     let habits: Value = serde_json::from_str(&habits.text).unwrap();
     assert_eq!(habits["habits"].as_array().unwrap().len(), 5);
+    assert_eq!(habits["habits"][0]["icon"], "star");
 
     let spaces = s.call_tool("spaces.list", Map::new()).await.unwrap();
-    assert!(spaces.text.contains(SPACE), "{}", spaces.text);
+    let spaces: Value = serde_json::from_str(&spaces.text).unwrap();
+    assert_eq!(spaces["activeSpaceId"], SPACE);
+    assert_eq!(
+        spaces["spaces"][0],
+        json!({"id": SPACE, "name": SPACE, "slug": SPACE, "type": "personal"})
+    );
+    s.close().await;
+    sb.shutdown().await;
+}
+
+/// The policy gate, when enabled: 30 calls per tool per user per minute.
+#[tokio::test]
+async fn sandbox_policy_gate_refuses_the_31st_call_of_a_tool() {
+    let sb = Sandbox::start(SandboxOptions {
+        mcp_policy_gate: true,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    seed_user(&sb, "u1", SPACE);
+    let jwt = token(&sb, "u1");
+    let s = connect(&cfg(&sb.url()), &jwt, SPACE).await.unwrap();
+    // Refused validation does not count.
+    let bad = s.call_tool("todo.create", Map::new()).await.unwrap();
+    assert!(bad.is_error);
+    for i in 0..30 {
+        let r = s.call_tool("todo.list", Map::new()).await.unwrap();
+        assert!(!r.is_error, "call {i}: {}", r.text);
+    }
+    let denied = s.call_tool("todo.list", Map::new()).await.unwrap();
+    assert!(denied.is_error);
+    assert_eq!(
+        denied.text,
+        "Tool todo.list not allowed: rate-limit-exceeded"
+    );
+    let other = s
+        .call_tool("todo.create", args(json!({"title": "x"})))
+        .await
+        .unwrap();
+    assert!(!other.is_error, "{}", other.text);
     s.close().await;
     sb.shutdown().await;
 }
@@ -159,13 +276,14 @@ async fn sandbox_session_lists_and_calls_tools() {
 #[tokio::test]
 async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let c = cfg(&sb.url());
-    for (jwt, space, why) in [
+    for (bearer, space, why) in [
         ("wrong-token", SPACE, "wrong token"),
-        (JWT, "", "missing space"),
-        (JWT, "someone-elses-space", "foreign space"),
+        (jwt.as_str(), "", "missing space"),
+        (jwt.as_str(), "someone-elses-space", "foreign space"),
     ] {
-        let e = connect(&c, jwt, space).await.expect_err(why);
+        let e = connect(&c, bearer, space).await.expect_err(why);
         match &e {
             McpError::Status {
                 status, path, op, ..
@@ -178,51 +296,314 @@ async fn sandbox_rejects_bad_credentials_with_401_naming_the_path() {
         }
         let msg = e.to_string();
         assert!(msg.contains("401") && msg.contains("/mcp"), "{msg}");
-        assert!(!msg.contains(JWT), "{msg}");
+        assert!(!msg.contains(jwt.as_str()), "{msg}");
     }
     sb.shutdown().await;
 }
 
+/// One raw exchange with the sandbox's `/mcp`: status, headers, body.
+struct Raw {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    /// The JSON-RPC message of an SSE answer (the last non-empty data).
+    fn message(&self) -> Value {
+        let data = self
+            .body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .rfind(|d| !d.is_empty())
+            .unwrap_or_else(|| panic!("no data in {:?}", self.body));
+        serde_json::from_str(data).unwrap()
+    }
+}
+
+/// Sends `body` (POST) or nothing (DELETE) with the given credentials.
+async fn raw(
+    sb: &Sandbox,
+    method: reqwest::Method,
+    token: Option<&str>,
+    space: Option<&str>,
+    session: Option<&str>,
+    body: Option<Value>,
+) -> Raw {
+    let mut rb = http()
+        .request(method, format!("{}/mcp", sb.url()))
+        .header("accept", "application/json, text/event-stream");
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    if let Some(sp) = space {
+        rb = rb.header("x-mana-space", sp);
+    }
+    if let Some(sid) = session {
+        rb = rb
+            .header("mcp-session-id", sid)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    Raw {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.text().await.unwrap(),
+    }
+}
+
+fn initialize(version: &str) -> Value {
+    json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion": version,"capabilities":{},"clientInfo":{"name":"t","version":"0"}}})
+}
+
+/// The recorded framing of an SSE answer: `event: message`, then `data: `.
+fn frame_lines(body: &str) -> Vec<&str> {
+    body.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_once(": ").map_or(l, |(k, _)| k))
+        .collect()
+}
+
+/// mana-mcp's transport, exchange by exchange, against the TypeScript SDK
+/// recording and the contract's gateway rules.
 #[tokio::test]
-async fn sandbox_binds_sessions_to_their_user() {
+async fn sandbox_transport_is_mana_mcps() {
+    use reqwest::Method;
     let sb = sandbox().await;
-    seed_user(&sb, "u2", "other-jwt", SPACE);
-    let url = format!("{}/mcp", sb.url());
-    let post = |token: &str, session: Option<&str>, body: Value| {
-        let mut rb = http()
-            .post(&url)
-            .bearer_auth(token)
-            .header("x-mana-space", SPACE)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(s) = session {
-            rb = rb
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", "2025-06-18");
-        }
-        rb.send()
-    };
-    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}});
-    let r = post(JWT, None, init).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let jwt = token(&sb, "u1");
+    seed_user(&sb, "u2", SPACE);
+    let other = token(&sb, "u2");
+    seed_user_space(&sb, "u1", "space-2");
+    let init = initialize("2025-06-18");
+
+    // The gateway's 401s, with the platform's texts.
+    let r = raw(
+        &sb,
+        Method::POST,
+        None,
+        Some(SPACE),
+        None,
+        Some(init.clone()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            401,
+            json!({"error": "Missing or malformed Authorization header"})
+        )
+    );
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        None,
+        None,
+        Some(init.clone()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            401,
+            json!({"error": "Missing X-Mana-Space header (set to the active Space ID)"})
+        )
+    );
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some("wrong"),
+        Some(SPACE),
+        None,
+        Some(init.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid token")
+    );
+
+    // initialize: as recorded (01-initialize.http).
+    let rec = fixture("01-initialize.http");
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        None,
+        Some(init),
+    )
+    .await;
+    assert_eq!(r.status, rec.status);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert_eq!(frame_lines(&r.body), frame_lines(&rec.body), "{}", r.body);
+    assert_eq!(r.message()["result"]["protocolVersion"], "2025-06-18");
+    let sid = r.header("mcp-session-id").expect("session id").to_string();
+
+    // notifications/initialized: 202, empty (02-initialized.http).
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        Some(&sid),
+        Some(note),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (fixture("02-initialized.http").status, "")
+    );
+
+    // tools/list: one page, the session id on the answer (03-tools-list.http).
     let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}});
-    let r = post("other-jwt", Some(&sid), list.clone()).await.unwrap();
-    assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert!(body["error"].is_string());
-    let r = post(JWT, Some("no-such-session"), list).await.unwrap();
-    assert_eq!(r.status(), 404);
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        Some(&sid),
+        Some(list.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        frame_lines(&r.body),
+        frame_lines(&fixture("03-tools-list.http").body)
+    );
+    assert_eq!(r.header("mcp-session-id"), Some(sid.as_str()));
+    let result = &r.message()["result"];
+    assert_eq!(result["tools"].as_array().unwrap().len(), 21);
+    assert!(result.get("nextCursor").is_none(), "{result}");
+
+    // Another user on this session: 403.
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(other.as_str()),
+        Some(SPACE),
+        Some(&sid),
+        Some(list.clone()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (403, json!({"error": "Session belongs to a different user"}))
+    );
+
+    // Bound at initialize: another space on a later request is ignored.
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"spaces.list","arguments":{}}});
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some("space-2"),
+        Some(&sid),
+        Some(call),
+    )
+    .await;
+    let text = r.message()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spaces: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(spaces["activeSpaceId"], SPACE);
+    assert_eq!(spaces["spaces"].as_array().unwrap().len(), 2);
+
+    // DELETE: 200, empty (10-delete-session.http); then the session is gone.
+    let r = raw(
+        &sb,
+        Method::DELETE,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        Some(&sid),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (fixture("10-delete-session.http").status, "")
+    );
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        Some(&sid),
+        Some(list),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (404, json!({"error": "Session not found"}))
+    );
+    let r = raw(
+        &sb,
+        Method::DELETE,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        Some(&sid),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = raw(
+        &sb,
+        Method::DELETE,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        Some("no-such-session"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (404, json!({"error": "Session not found"}))
+    );
+
+    // A 2025-11-25 client gets the empty priming event first, then ids.
+    let r = raw(
+        &sb,
+        Method::POST,
+        Some(jwt.as_str()),
+        Some(SPACE),
+        None,
+        Some(initialize("2025-11-25")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        frame_lines(&r.body),
+        ["id", "data", "event", "id", "data"],
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body.lines().nth(1), Some("data: "), "{}", r.body);
+    assert_eq!(r.message()["result"]["protocolVersion"], "2025-11-25");
     sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn sandbox_data_is_per_space_and_results_are_capped() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let mut c = cfg(&sb.url());
     c.result_cap_bytes = 2_000;
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     let long = "needle ".repeat(200);
     for i in 0..5 {
         let r = s
@@ -252,7 +633,7 @@ async fn sandbox_data_is_per_space_and_results_are_capped() {
 
     // The same user in another space sees none of it.
     seed_user_space(&sb, "u1", "space-2");
-    let s2 = connect(&c, JWT, "space-2").await.unwrap();
+    let s2 = connect(&c, &jwt, "space-2").await.unwrap();
     let none = s2
         .call_tool("notes.search", args(json!({"query": "needle"})))
         .await
@@ -285,14 +666,15 @@ fn seed_user_space(sb: &Sandbox, user: &str, space: &str) {
 #[tokio::test]
 async fn sandbox_503s_are_survived_and_slow_calls_time_out() {
     let sb = sandbox().await;
+    let jwt = token(&sb, "u1");
     let mut c = cfg(&sb.url());
     // On connect (initialize).
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     assert_eq!(sb.faults().injected(), 2);
     // On tools/list and on tools/call.
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
-    assert_eq!(s.list_tools().await.unwrap().len(), 11);
+    assert_eq!(s.list_tools().await.unwrap().len(), 21);
     sb.faults().fail(RouteGroup::Mcp, 503, 2);
     let r = s.call_tool("habits.list", Map::new()).await.unwrap();
     assert!(!r.is_error, "{}", r.text);
@@ -323,7 +705,7 @@ async fn sandbox_503s_are_survived_and_slow_calls_time_out() {
     s.close().await;
 
     c.call_timeout = Duration::from_millis(200);
-    let s = connect(&c, JWT, SPACE).await.unwrap();
+    let s = connect(&c, &jwt, SPACE).await.unwrap();
     sb.faults().push(Fault {
         route: RouteGroup::Mcp,
         kind: FaultKind::Delay { ms: 1_000 },
@@ -359,7 +741,7 @@ struct Recorded {
 
 fn fixture(name: &str) -> Recorded {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/mcp-ts-sdk")
+        .join("tests/fixtures/mcp-ts-sdk")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -690,4 +1072,46 @@ async fn sse_answers_with_a_byte_order_mark_are_understood() {
     s.close().await;
     let st = st.lock().unwrap();
     assert!(st.problems.is_empty(), "{:#?}", st.problems);
+}
+
+/// Issue 11.11: `initialize` and `tools/list` answered 500 are retried (they
+/// change nothing on the server), like the transient failures of a tool call;
+/// the attempts are counted by the sandbox.
+#[tokio::test]
+async fn initialize_and_tools_list_answered_500_are_retried() {
+    let sb = sandbox().await;
+    let c = cfg(&sb.url());
+    let mcp_posts = |sb: &Sandbox| -> u64 {
+        sb.faults()
+            .stats()
+            .iter()
+            .filter(|s| s.endpoint == "POST /mcp")
+            .map(|s| s.requests)
+            .sum()
+    };
+    sb.faults().fail(RouteGroup::Mcp, 500, 2);
+    let session = connect(&c, JWT, SPACE)
+        .await
+        .expect("initialize is retried past two 500s");
+    // initialize ×3 (two 500s), notifications/initialized ×1.
+    assert_eq!(mcp_posts(&sb), 4);
+    // tools/list may take several pages: two 500s cost two requests more
+    // than a clean listing.
+    let before = mcp_posts(&sb);
+    session.list_tools().await.unwrap();
+    let clean = mcp_posts(&sb) - before;
+    sb.faults().fail(RouteGroup::Mcp, 500, 2);
+    let before = mcp_posts(&sb);
+    let tools = session
+        .list_tools()
+        .await
+        .expect("tools/list is retried past two 500s");
+    assert!(!tools.is_empty());
+    assert_eq!(mcp_posts(&sb) - before, clean + 2);
+    // A 500 on tools/call is not retried: the call may have run.
+    sb.faults().fail(RouteGroup::Mcp, 500, 1);
+    let name = tools[0].name.clone();
+    let before = mcp_posts(&sb);
+    let _ = session.call_tool(&name, Map::new()).await;
+    assert_eq!(mcp_posts(&sb) - before, 1);
 }

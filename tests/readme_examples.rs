@@ -18,11 +18,12 @@ const README: &str = include_str!("../README.md");
 /// Commands that do not end by themselves or need something the test does not
 /// start: the daemon and the loop run until a signal, `sandbox` serves,
 /// `demo` starts its own sandbox (covered by its own test), `pause`/`resume`
-/// talk to a running daemon.
+/// talk to a running daemon, `conformance` names a deployment by URL (its
+/// own test, `tests/conformance.rs`, runs it against the sandbox).
 fn long_running_or_external(args: &[String]) -> bool {
     let sub = args.first().map(String::as_str).unwrap_or("");
     match sub {
-        "daemon" | "sandbox" | "demo" | "pause" | "resume" => true,
+        "daemon" | "sandbox" | "demo" | "pause" | "resume" | "conformance" => true,
         "tick" => !args.iter().any(|a| a == "--once"),
         _ => false,
     }

@@ -76,7 +76,25 @@ async fn persona_jwt(url: &str, email: &str) -> String {
         .json()
         .await
         .expect("login JSON");
-    v["token"].as_str().expect("token").to_string()
+    v["accessToken"].as_str().expect("accessToken").to_string()
+}
+
+/// A sandbox with the audit's secrets (its database in `dir`), and the
+/// binary pointed at it with every log line on, state in `home/state`.
+async fn audited(dir: &Path, home: &Path) -> (Sandbox, Bin) {
+    std::fs::create_dir_all(home).unwrap();
+    let sb = Sandbox::start(SandboxOptions {
+        db_path: Some(dir.join("sandbox.db")),
+        admin_jwt: ADMIN_JWT.into(),
+        service_key: SERVICE_KEY.into(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let mut bin = Bin::new(&sb.url(), home, ADMIN_JWT, SERVICE_KEY, SEED_SECRET);
+    bin.set("MANA_PERSONAS_LOG", "trace");
+    bin.provider(false, LLM_KEY);
+    (sb, bin)
 }
 
 fn tick_faults(sb: &Sandbox, stuck_persona: &str) {
@@ -122,19 +140,8 @@ fn tick_faults(sb: &Sandbox, stuck_persona: &str) {
 async fn no_secret_in_output_logs_or_state() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let sb = Sandbox::start(SandboxOptions {
-        db_path: Some(dir.path().join("sandbox.db")),
-        admin_jwt: ADMIN_JWT.into(),
-        service_key: SERVICE_KEY.into(),
-        ..SandboxOptions::default()
-    })
-    .await
-    .expect("sandbox starts");
+    let (sb, mut bin) = audited(dir.path(), &home).await;
     let url = sb.url();
-    let mut bin = Bin::new(&url, &home, ADMIN_JWT, SERVICE_KEY, SEED_SECRET);
-    bin.set("MANA_PERSONAS_LOG", "trace");
-    bin.provider(false, LLM_KEY);
     bin.set("OPENAI_API_KEY", LLM_KEY);
     let catalog = home.join("catalog.json");
     campaign::write_catalog(&catalog, PERSONAS);
@@ -341,15 +348,16 @@ async fn no_secret_in_output_logs_or_state() {
         );
     }
 
-    // Every JWT the sandbox ever issued: ours and the runner's logins.
-    let tokens: Vec<String> = sb
+    // Every session token the sandbox ever issued (the runner's logins and
+    // ours), and the JWT we were given ourselves.
+    let mut tokens: Vec<String> = sb
         .db()
         .call(|c| {
             let mut st = c.prepare("SELECT token FROM sessions")?;
             st.query_map([], |r| r.get::<_, String>(0))?.collect()
         })
         .unwrap();
-    assert!(tokens.contains(&own_jwt));
+    tokens.push(own_jwt);
     assert!(
         tokens.len() >= 3 + 3 * (PERSONAS - 2),
         "the ticks logged in: {} sessions",
@@ -363,8 +371,9 @@ async fn no_secret_in_output_logs_or_state() {
         needle("the LLM key", LLM_KEY, 7..19),
     ];
     for t in &tokens {
-        let hex = t.trim_start_matches("sbx.");
-        needles.push(needle(&format!("persona JWT {t}"), hex, 0..16));
+        // A JWT's secret part is its signature (its header is the same for all).
+        let part = t.rsplit('.').next().unwrap_or(t);
+        needles.push(needle(&format!("persona token {t}"), part, 0..16));
     }
     for e in &emails {
         let pw = mana_personas::password::derive_raw(SEED_SECRET.as_bytes(), e);
@@ -465,5 +474,156 @@ async fn no_secret_in_output_logs_or_state() {
         state.iter().map(|(_, b)| b.len()).sum::<usize>(),
         needles.len(),
         tokens.len()
+    );
+}
+
+/// Issue 11.12 and 11.13: a login answered `422 {"received":{…,"password":…}}`
+/// (a server echoing the request) and an LLM base URL with a password in its
+/// userinfo. The derived passwords and the URL's password appear nowhere —
+/// stdout, stderr (at trace), any byte of the state directory (state.db,
+/// -wal, -shm), the daemon's `/diag/login` — and state.db with its WAL is
+/// 0600. The echoed body itself still shows (`<redacted>` where a secret was).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoed_passwords_and_url_userinfo_are_redacted_everywhere() {
+    use std::os::unix::fs::PermissionsExt;
+    const URL_PASSWORD: &str = "URLPASS-4c1e9b7a2d";
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (sb, mut bin) = audited(dir.path(), &home).await;
+    let url = sb.url();
+    let catalog = home.join("catalog.json");
+    campaign::write_catalog(&catalog, 2);
+    let emails: Vec<String> = (0..2).map(|i| format!("camp.p{i:03}@mana.test")).collect();
+    let mut runs: Vec<Finished> = Vec::new();
+    let f = bin
+        .run(
+            &["seed", "--catalog", &catalog.display().to_string()],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+
+    // Every login echoes its request in a 422.
+    let echo = || Fault {
+        route: RouteGroup::Auth,
+        kind: FaultKind::Echo { status: 422 },
+        count: 1000,
+        path_contains: Some("/login".into()),
+    };
+    sb.faults().push(echo());
+    let f = bin.run(&["tick", "--once"], LIMIT).await;
+    assert_eq!(f.code, Some(1), "{}", campaign::tail(&f.stderr, 3000));
+    assert!(
+        f.stdout.contains("HTTP 422") && f.stdout.contains("\"password\":\"<redacted>\""),
+        "the ✗ lines show the echoed body, redacted:\n{}",
+        f.stdout
+    );
+    runs.push(f);
+    sb.faults().clear();
+
+    // The LLM's URL carries a password (and answers nothing: a closed port).
+    let llm = format!(
+        "http://urluser:{URL_PASSWORD}@127.0.0.1:{}",
+        campaign::free_port()
+    );
+    bin.set("ANTHROPIC_BASE_URL", &llm);
+    for args in [
+        &["tick", "--once", "--force"][..],
+        &["config"][..],
+        &["config", "--json"][..],
+    ] {
+        let f = bin.run(args, LIMIT).await;
+        runs.push(f);
+    }
+    bin.set("MANA_API_URL", &llm);
+    let f = bin
+        .run(
+            &[
+                "seed",
+                "--dry-run",
+                "--catalog",
+                &catalog.display().to_string(),
+            ],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    runs.push(f);
+    bin.set("MANA_API_URL", &url);
+    assert!(
+        runs[1]
+            .stdout
+            .contains("cannot reach http://<redacted>@127.0.0.1"),
+        "the ✗ line names the URL without its password:\n{}",
+        runs[1].stdout
+    );
+
+    // The daemon's /diag/login with the echoing login.
+    sb.faults().push(echo());
+    let port = campaign::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    bin.set("TICK_INTERVAL_MS", "600000");
+    bin.set("RUNNER_PAUSED", "true");
+    let mut d = bin.spawn(&["daemon", "--listen", &format!("127.0.0.1:{port}")]);
+    campaign::wait_healthy(&base, &mut d, LIMIT).await;
+    let resp = reqwest::get(format!(
+        "{base}/diag/login?email={}",
+        emails[0].replace('@', "%40")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 502);
+    let diag = resp.text().await.unwrap();
+    assert!(
+        diag.contains("422") && diag.contains("<redacted>"),
+        "{diag}"
+    );
+    // While the daemon holds the database open, its WAL and SHM exist: all
+    // private, like the lock file.
+    for name in ["state.db", "state.db-wal", "state.db-shm", "lock"] {
+        let p = bin.state_dir.join(name);
+        let mode = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
+    }
+    let mut files = files_under(&bin.state_dir);
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) }, 0);
+    runs.push(d.wait(LIMIT).await);
+
+    let mut secrets: Vec<(String, String)> = emails
+        .iter()
+        .map(|e| {
+            (
+                format!("the password of {e}"),
+                mana_personas::password::derive_raw(SEED_SECRET.as_bytes(), e),
+            )
+        })
+        .collect();
+    secrets.push(("the LLM URL's password".into(), URL_PASSWORD.into()));
+    files.extend(files_under(&bin.state_dir));
+    let mut leaks = Vec::new();
+    for (what, secret) in &secrets {
+        for f in &runs {
+            if f.stdout.contains(secret.as_str()) || f.stderr.contains(secret.as_str()) {
+                leaks.push(format!("{what} in the output of {:?}", f.args));
+            }
+        }
+        for (name, bytes) in &files {
+            if contains(bytes, secret) {
+                leaks.push(format!("{what} in {name}"));
+            }
+        }
+        if diag.contains(secret.as_str()) {
+            leaks.push(format!("{what} in /diag/login"));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "secrets leaked:\n  {}",
+        leaks.join("\n  ")
     );
 }

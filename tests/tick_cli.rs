@@ -73,6 +73,20 @@ async fn setup(seeds: &[Seed], db: Option<PathBuf>) -> Env {
     Env { sb, home, ids }
 }
 
+/// Every actions POST is answered 503 (until the faults are cleared): the
+/// tick's batches stay in the outbox.
+fn refuse_actions(sb: &Sandbox) {
+    sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+        count: 1000,
+        path_contains: Some("/actions".into()),
+    });
+}
+
 fn seeds(n: usize, directive: &str) -> Vec<Seed> {
     (0..n)
         .map(|i| Seed::daily(&format!("cli.p{i}@mana.test"), directive))
@@ -143,15 +157,7 @@ async fn failing_persona_exits_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_batches_exit_3_and_the_next_tick_posts_them() {
     let env = setup(&seeds(1, "[sandbox:tools=1]"), None).await;
-    env.sb.faults().push(Fault {
-        route: RouteGroup::Internal,
-        kind: FaultKind::Status {
-            status: 503,
-            retry_after: None,
-        },
-        count: 1000,
-        path_contains: Some("/actions".into()),
-    });
+    refuse_actions(&env.sb);
     let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
     let s = summary_of(&o);
     assert_eq!(
@@ -460,4 +466,233 @@ async fn kill_between_llm_work_and_post_loses_nothing() {
     assert_eq!(outbox_left, 0);
     // The sandbox is not shut down: its delayed handlers of the killed run
     // would hold a graceful shutdown for 20 s. The runtime drops them.
+}
+
+/// Issue 11.1: two `tick --once` on one state directory (a cron run beside a
+/// manual one) must not run the personas twice. With a slow LLM the first
+/// still holds the state directory when the second starts: exactly one runs
+/// the personas, the other exits 4 naming the holder, and every persona has
+/// one tick id on the platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_tick_on_the_same_state_dir_exits_4_naming_the_holder() {
+    let sb = Sandbox::start(mana_sandbox::SandboxOptions {
+        llm_latency_ms: 400,
+        ..mana_sandbox::SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
+    let ids = common::seed(&cfg, &seeds(3, "[sandbox:tools=2]")).await;
+    let spawn = |c: Command| -> std::process::Child {
+        let mut c = c;
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("the binary starts")
+    };
+    let a = spawn(tick_cmd(&sb.url(), home.path(), &[], &["--json"]));
+    let b = spawn(tick_cmd(&sb.url(), home.path(), &[], &["--json"]));
+    let (oa, ob) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let (ran, locked) = match (oa.status.code(), ob.status.code()) {
+        (Some(0), Some(4)) => (oa, ob),
+        (Some(4), Some(0)) => (ob, oa),
+        other => panic!(
+            "wanted one 0 and one 4, got {other:?}\n--- a:\n{}\n--- b:\n{}",
+            String::from_utf8_lossy(&oa.stderr),
+            String::from_utf8_lossy(&ob.stderr)
+        ),
+    };
+    assert_eq!(summary_of(&ran)["ran"], 3);
+    let err = String::from_utf8_lossy(&locked.stderr);
+    assert!(
+        err.contains("in use by another process")
+            && err.contains("pid ")
+            && err.contains("tick --once")
+            && err.contains("since "),
+        "{err}"
+    );
+    for (email, id) in &ids {
+        let ticks: BTreeSet<String> = common::actions_of(&sb, id)
+            .into_iter()
+            .map(|r| r.4)
+            .collect();
+        assert_eq!(ticks.len(), 1, "{email}: tick ids {ticks:?}");
+    }
+    // The lock dies with its process: the next run takes it.
+    let o = output(tick_cmd(&sb.url(), home.path(), &[], &["--json"])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Requests the sandbox has seen on endpoints whose name contains `needle`.
+fn requests_seen(sb: &Sandbox, needle: &str) -> u64 {
+    sb.faults()
+        .stats()
+        .iter()
+        .filter(|s| s.endpoint.contains(needle))
+        .map(|s| s.requests)
+        .sum()
+}
+
+/// Spawns `c`, waits (bounded) until the sandbox saw one more request on
+/// `needle` than before — the tick is now stuck in it — then sends SIGTERM
+/// and returns how long the exit took, and the output.
+async fn sigterm_while_stuck_in(sb: &Sandbox, mut c: Command, needle: &str) -> (Duration, Output) {
+    let before = requests_seen(sb, needle);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn tick");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while requests_seen(sb, needle) == before {
+        assert!(Instant::now() < deadline, "the tick never reached {needle}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (t0.elapsed(), out)
+}
+
+/// Issue 11.8: SIGTERM reaches every await of `tick --once` — the start-up
+/// drain of the outbox and the due fetch — against a platform that hangs:
+/// the exit comes at once (tick --once has no grace), exit 1, and the queued
+/// batch stays queued for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_tick_stuck_in_its_drain_or_due_fetch() {
+    let env = setup(&seeds(1, "[sandbox:tools=1]"), None).await;
+    let url = env.sb.url();
+    // A tick whose actions batch stays queued.
+    refuse_actions(&env.sb);
+    let o = output(tick_cmd(&url, env.home.path(), &[], &["--json"])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    env.sb.faults().clear();
+
+    // The platform hangs on the drain's POST.
+    let hang = |path: &str| Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Delay { ms: 120_000 },
+        count: 100,
+        path_contains: Some(path.into()),
+    };
+    env.sb.faults().push(hang("/actions"));
+    let (took, out) = sigterm_while_stuck_in(
+        &env.sb,
+        tick_cmd(&url, env.home.path(), &[], &["--json"]),
+        "/actions",
+    )
+    .await;
+    assert!(took < Duration::from_secs(5), "drain: exit took {took:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary_of(&out);
+    assert_eq!(s["interrupted"], true, "{s}");
+    assert!(s["outboxPending"].as_u64().unwrap() >= 1, "{s}");
+    env.sb.faults().clear();
+
+    // The platform hangs on the due list (the outbox drains first, now fine).
+    env.sb.faults().push(hang("/due"));
+    let (took, out) = sigterm_while_stuck_in(
+        &env.sb,
+        tick_cmd(&url, env.home.path(), &[], &["--json"]),
+        "/due",
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(5),
+        "due fetch: exit took {took:?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary_of(&out)["interrupted"], true);
+    env.sb.faults().clear();
+    assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
+}
+
+/// Issue 11.14: a due entry whose userId is a path (`../admin/<id>`) is
+/// skipped with a warning — no request leaves for another path (the admin
+/// routes see nothing from the tick) — while the plain entry runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_entry_whose_user_id_is_a_path_is_skipped() {
+    let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
+    let victim = &env.ids["cli.p0@mana.test"];
+    let plain = &env.ids["cli.p1@mana.test"];
+    let entry = |id: &str, email: &str| {
+        serde_json::json!({
+            "userId": id, "email": email, "archetype": "test",
+            "systemPrompt": "You are a test persona. [sandbox:tools=1]",
+            "moduleMix": {"todo": 1.0}, "tickCadence": "daily", "lastActiveAt": null,
+        })
+    };
+    env.sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Respond {
+            status: 200,
+            body: serde_json::json!({"personas": [
+                entry(&format!("../admin/{victim}"), "cli.p0@mana.test"),
+                entry(plain, "cli.p1@mana.test"),
+            ]}),
+        },
+        count: 1,
+        path_contains: Some("/due".into()),
+    });
+    let admin_before = requests_seen(&env.sb, "/admin");
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    let s = summary_of(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{s}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        requests_seen(&env.sb, "/admin"),
+        admin_before,
+        "a request left for an admin path"
+    );
+    let weird: Vec<String> = env
+        .sb
+        .faults()
+        .stats()
+        .iter()
+        .map(|s| s.endpoint.clone())
+        .filter(|e| e.contains("..") || e.contains("%2") || e.contains("/admin/"))
+        .collect();
+    assert!(weird.is_empty(), "{weird:?}");
+    assert_eq!(
+        (s["due"].as_u64(), s["ran"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    assert!(
+        s["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a plain id"),
+        "{s}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a plain id"));
+    assert_eq!(common::actions_of(&env.sb, plain).len(), 1);
+    assert!(common::actions_of(&env.sb, victim).is_empty());
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::output::{stdin_is_terminal, table};
-use super::seed::admin_jwt;
+use super::seed::{admin_jwt, with_flag_file};
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
-use crate::platform::admin::{AdminClient, PersonaSummary};
+use crate::http::HttpError;
+use crate::platform::admin::{AdminClient, EXPIRED_JWT_HINT, PersonaSummary, is_jwt_refused};
 use crate::platform::clients;
 
 /// Options every admin command shares.
@@ -25,7 +26,19 @@ pub struct AdminOpts {
 impl AdminOpts {
     fn client(&self, g: &GlobalArgs) -> anyhow::Result<AdminClient> {
         let cfg = g.load_config(|ov| ov.set("api_url", self.api.clone(), "--api"))?;
-        clients::admin(&cfg, admin_jwt(&self.jwt_file, &None)?)
+        Ok(with_flag_file(
+            clients::admin(&cfg, admin_jwt(&self.jwt_file, &None)?)?,
+            &self.jwt_file,
+        ))
+    }
+}
+
+/// An admin call's error, with what to do about a refused JWT.
+fn explain(e: HttpError) -> anyhow::Error {
+    if is_jwt_refused(&e) {
+        anyhow::anyhow!("{e}\n{EXPIRED_JWT_HINT}")
+    } else {
+        e.into()
     }
 }
 
@@ -85,7 +98,7 @@ fn rows(personas: &[PersonaSummary]) -> Vec<Vec<String>> {
 const HEADER: [&str; 5] = ["email", "archetype", "cadence", "last active", "actions 7d"];
 
 pub async fn list(g: &GlobalArgs, a: ListArgs) -> anyhow::Result<u8> {
-    let personas = a.admin.client(g)?.list().await?;
+    let personas = a.admin.client(g)?.list().await.map_err(explain)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&personas)?);
     } else {
@@ -98,7 +111,7 @@ pub async fn list(g: &GlobalArgs, a: ListArgs) -> anyhow::Result<u8> {
 pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
     let admin = a.admin.client(g)?;
     let id = if a.target.contains('@') {
-        let all = admin.list().await?;
+        let all = admin.list().await.map_err(explain)?;
         match all.iter().find(|p| p.email.eq_ignore_ascii_case(&a.target)) {
             Some(p) => p.user_id.clone(),
             None => {
@@ -110,7 +123,7 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> anyhow::Result<u8> {
     } else {
         a.target.clone()
     };
-    let d = admin.show(&id).await?;
+    let d = admin.show(&id).await.map_err(explain)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(EXIT_OK);
@@ -197,7 +210,7 @@ pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
             .as_ref()
             .is_some_and(|c| c.by_email(email).is_some())
     };
-    let all = admin.list().await?;
+    let all = admin.list().await.map_err(explain)?;
     let doomed: Vec<&PersonaSummary> = all
         .iter()
         .filter(|p| !a.orphans || !in_catalog(&p.email))
@@ -240,12 +253,24 @@ pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
         }
     }
     let mut failed = 0;
-    for p in &doomed {
+    let mut deleted: Vec<&str> = Vec::new();
+    for (i, p) in doomed.iter().enumerate() {
         match admin.delete(&p.user_id).await {
-            Ok(r) => match r.warning {
-                Some(w) => println!("✓ {} deleted (warning: {w})", p.email),
-                None => println!("✓ {} deleted", p.email),
-            },
+            Ok(r) => {
+                deleted.push(&p.email);
+                match r.warning {
+                    Some(w) => println!("✓ {} deleted (warning: {w})", p.email),
+                    None => println!("✓ {} deleted", p.email),
+                }
+            }
+            Err(e) if is_jwt_refused(&e) => {
+                println!("✗ {} — {e}", p.email);
+                let rest: Vec<&str> = doomed[i..].iter().map(|p| p.email.as_str()).collect();
+                println!("stopped: {EXPIRED_JWT_HINT}");
+                println!("  deleted ({}): {}", deleted.len(), deleted.join(", "));
+                println!("  not deleted ({}): {}", rest.len(), rest.join(", "));
+                return Ok(EXIT_FAILED);
+            }
             Err(e) => {
                 failed += 1;
                 println!("✗ {} — {e}", p.email);

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod catalog;
 pub mod completions;
 pub mod config;
+pub mod conformance;
 pub mod daemon;
 #[cfg(feature = "sandbox")]
 pub mod demo;
@@ -145,6 +146,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// One persona tick as a readable story, from the ledger.
     Trace(trace::TraceArgs),
+    /// Check a deployment (or the sandbox) against the platform contract.
+    Conformance(conformance::ConformanceArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -164,6 +167,7 @@ impl Command {
             Command::Config(a) => a.json,
             Command::Tick(a) => a.json,
             Command::Trace(a) => a.json,
+            Command::Conformance(a) => a.json,
             #[cfg(feature = "sandbox")]
             Command::Demo(a) => a.json,
             _ => false,
@@ -202,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
         Command::Report(a) => report::run(g, a),
         Command::Trace(a) => trace::run(g, a),
+        Command::Conformance(a) => conformance::run(g, a).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

@@ -3,6 +3,7 @@
 //! with backoff, 4xx are not.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use futures::StreamExt;
@@ -11,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::output::Reporter;
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
 use crate::config::{Need, read_secret_file};
-use crate::platform::admin::UpsertPersona;
+use crate::platform::admin::{AdminClient, EXPIRED_JWT_HINT, UpsertPersona, is_jwt_refused};
 use crate::platform::clients;
 use crate::platform::join;
 
@@ -93,7 +94,8 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
     if !a.only.is_empty() {
         personas.retain(|p| a.only.iter().any(|e| e.eq_ignore_ascii_case(&p.email)));
     }
-    let endpoint = join(cfg.platform_api_base(), &cfg.admin_prefix);
+    // Printed: without the userinfo a URL may carry.
+    let endpoint = crate::http::redact_url(&join(cfg.platform_api_base(), &cfg.admin_prefix));
     if a.dry_run {
         for p in &personas {
             println!(
@@ -107,20 +109,30 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
         println!("dry run: {} personas, nothing sent", personas.len());
         return Ok(EXIT_OK);
     }
-    let admin = clients::admin(&cfg, admin_jwt(&a.jwt_file, &a.jwt)?)?;
+    let admin = with_flag_file(
+        clients::admin(&cfg, admin_jwt(&a.jwt_file, &a.jwt)?)?,
+        &a.jwt_file,
+    );
     let reporter = Reporter::new(personas.len(), false);
-    let results: Vec<bool> = futures::stream::iter(personas.iter())
+    // Set when the admin JWT is refused for good: the rest is not tried, and
+    // the summary says which personas were done.
+    let refused = AtomicBool::new(false);
+    let results: Vec<Seeded> = futures::stream::iter(personas.iter())
         .map(|p| {
             let admin = &admin;
             let reporter = &reporter;
             let cfg = &cfg;
+            let refused = &refused;
             async move {
+                if refused.load(Ordering::SeqCst) {
+                    return Seeded::NotTried(p.email.clone());
+                }
                 let password =
                     match crate::password::derive(&cfg.seed_secret, &p.email, cfg.production) {
                         Ok(pw) => pw,
                         Err(e) => {
                             reporter.line(&format!("✗ {} — {e}", p.email));
-                            return false;
+                            return Seeded::Failed;
                         }
                     };
                 let body = UpsertPersona {
@@ -145,11 +157,16 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
                 match r {
                     Ok(resp) => {
                         reporter.line(&format!("✓ {} ({})", p.email, resp.user_id));
-                        true
+                        Seeded::Done(p.email.clone())
+                    }
+                    Err(e) if is_jwt_refused(&e) => {
+                        refused.store(true, Ordering::SeqCst);
+                        reporter.line(&format!("✗ {} — {e}", p.email));
+                        Seeded::NotTried(p.email.clone())
                     }
                     Err(e) => {
                         reporter.line(&format!("✗ {} — {e}", p.email));
-                        false
+                        Seeded::Failed
                     }
                 }
             }
@@ -158,10 +175,14 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
         .collect()
         .await;
     reporter.finish();
-    let failed = results.iter().filter(|ok| !**ok).count();
+    let done: Vec<&str> = results.iter().filter_map(Seeded::done).collect();
+    let failed = results
+        .iter()
+        .filter(|r| matches!(r, Seeded::Failed))
+        .count();
     println!(
         "seeded {} of {} personas via {endpoint}{}",
-        results.len() - failed,
+        done.len(),
         results.len(),
         if failed > 0 {
             format!(", {failed} failed")
@@ -169,5 +190,53 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
             String::new()
         }
     );
+    if refused.load(Ordering::SeqCst) {
+        let not_done: Vec<&str> = results
+            .iter()
+            .filter_map(|r| match r {
+                Seeded::NotTried(e) => Some(e.as_str()),
+                _ => None,
+            })
+            .collect();
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        println!("stopped: {EXPIRED_JWT_HINT}");
+        println!("  done ({}): {}", done.len(), list(&done));
+        println!("  not done ({}): {}", not_done.len(), list(&not_done));
+        println!(
+            "  seeding is idempotent: run the same command again (or with --only for the ones not done)"
+        );
+        return Ok(EXIT_FAILED);
+    }
     Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
+}
+
+/// How one persona's upsert ended.
+enum Seeded {
+    Done(String),
+    Failed,
+    /// Not sent, or refused for the admin JWT: to do again with a fresh one.
+    NotTried(String),
+}
+
+impl Seeded {
+    fn done(&self) -> Option<&str> {
+        match self {
+            Seeded::Done(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A client whose JWT came from `--jwt-file` re-reads that file on a 401.
+pub fn with_flag_file(admin: AdminClient, jwt_file: &Option<PathBuf>) -> AdminClient {
+    match jwt_file {
+        Some(p) => admin.with_jwt_file(Some(p.clone())),
+        None => admin,
+    }
 }

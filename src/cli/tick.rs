@@ -100,6 +100,9 @@ pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
         )
         .await;
     }
+    // Held until the process exits: a second tick or a daemon on the same
+    // state directory would run every persona a second time.
+    let _lock = crate::state::lock::StateLock::acquire(&cfg.state_dir, "tick --once")?;
     let runner = Runner::from_config(&cfg)?;
     let stop = Shutdown::new();
     let on_ctrl_c = stop.clone();
@@ -179,11 +182,12 @@ pub async fn once(
 }
 
 /// 0 when every attempted persona succeeded and every batch reached the
-/// platform; 1 when any persona failed; 3 when none failed but batches are
+/// platform; 1 when any persona failed or a stop ended the tick before the
+/// due list was read; 3 when none failed but batches are
 /// still in the outbox (a cron job or CI must see that the rows did not
 /// arrive yet; the next run posts them).
 pub fn exit_code(s: &TickSummary) -> u8 {
-    if !s.failed.is_empty() {
+    if !s.failed.is_empty() || s.interrupted {
         crate::exit::FAILED
     } else if s.outbox_pending > 0 {
         crate::exit::UNDELIVERED
@@ -264,7 +268,10 @@ fn print_summary(s: &TickSummary) {
             s.outbox_delivered, s.outbox_pending
         );
     }
-    if s.failed.is_empty() && s.outbox_pending > 0 {
+    if s.interrupted {
+        println!("  interrupted before the due list was read: no persona ran");
+    }
+    if s.failed.is_empty() && !s.interrupted && s.outbox_pending > 0 {
         println!(
             "  not a clean run (exit 3): {} batches did not reach the platform yet; the next tick posts them first",
             s.outbox_pending

@@ -9,7 +9,13 @@ pub enum Kind {
     Text,
     /// Shown as `<set>` / `<unset>`; readable from `<key>_file` / `<ENV>_FILE`.
     Secret,
-    PositiveInt,
+    /// An integer within `min..=max`, checked before any cast: a value
+    /// outside is a configuration error naming the setting, never a wrap, a
+    /// panic later (a date far in the past) or a silent default.
+    Int {
+        min: u64,
+        max: u64,
+    },
     Bool,
     Path,
     OneOf(&'static [&'static str]),
@@ -25,6 +31,9 @@ pub struct Key {
     pub kind: Kind,
     pub help: &'static str,
 }
+
+/// One day in milliseconds (bounds of the millisecond settings).
+const DAY_MS: u64 = 86_400_000;
 
 macro_rules! key {
     ($name:literal, [$($env:literal),*], $default:expr, $kind:expr, $help:literal) => {
@@ -142,21 +151,27 @@ pub const KEYS: &[Key] = &[
         "tick_interval_ms",
         ["TICK_INTERVAL_MS"],
         Some("60000"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: 7 * DAY_MS
+        },
         "daemon: milliseconds between ticks"
     ),
     key!(
         "shutdown_grace_ms",
         ["SHUTDOWN_GRACE_MS"],
         Some("30000"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: DAY_MS
+        },
         "daemon: on SIGTERM, how long in-flight personas may finish before they are cancelled"
     ),
     key!(
         "concurrency",
         ["PERSONA_CONCURRENCY"],
         Some("2"),
-        Kind::PositiveInt,
+        Kind::Int { min: 1, max: 256 },
         "personas in flight at once"
     ),
     key!(
@@ -198,42 +213,78 @@ pub const KEYS: &[Key] = &[
         "max_turns",
         ["MAX_TURNS"],
         Some("15"),
-        Kind::PositiveInt,
+        Kind::Int { min: 1, max: 1_000 },
         "model turns per main turn"
     ),
     key!(
         "max_tool_calls",
         ["MAX_TOOL_CALLS"],
         Some("40"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: super::MAX_TOOL_CALLS_CEILING as u64
+        },
         "tool calls per persona tick (hard ceiling 500)"
     ),
     key!(
         "persona_timeout_secs",
         ["PERSONA_TIMEOUT_SECS"],
         Some("600"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: 86_400
+        },
         "deadline of one persona tick"
     ),
     key!(
         "mcp_result_cap_bytes",
         ["MCP_RESULT_CAP_BYTES"],
         Some("16384"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: 16 * 1024 * 1024
+        },
         "tool results longer than this are cut before the LLM sees them"
+    ),
+    key!(
+        "tools_deny",
+        ["TOOLS_DENY"],
+        Some(crate::runner::tool_policy::DEFAULT_DENY),
+        Kind::Text,
+        "MCP tools personas may not call: glob patterns (`me.*`), comma-separated; empty denies nothing"
+    ),
+    key!(
+        "tools_allow",
+        ["TOOLS_ALLOW"],
+        None,
+        Kind::Text,
+        "when set, only MCP tools matching one of these glob patterns may be called"
+    ),
+    key!(
+        "tools_offer",
+        ["TOOLS_OFFER"],
+        Some("all"),
+        Kind::OneOf(&["all", "preferred"]),
+        "tools offered to the LLM: all permitted, or only the persona's moduleMix modules plus spaces.list"
     ),
     key!(
         "ledger_retention_days",
         ["LEDGER_RETENTION_DAYS"],
         Some("14"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: 36_500
+        },
         "ledger entries older than this are pruned"
     ),
     key!(
         "ledger_summary_days",
         ["LEDGER_SUMMARY_DAYS"],
         Some("400"),
-        Kind::PositiveInt,
+        Kind::Int {
+            min: 1,
+            max: 36_500
+        },
         "per-tick summaries (what `report` reads) older than this are pruned"
     ),
     key!(

@@ -101,6 +101,8 @@ pub struct Config {
     pub admin_on_auth: bool,
     pub service_key: Option<SecretString>,
     pub admin_jwt: Option<SecretString>,
+    /// `MANA_ADMIN_JWT_FILE`, when the admin JWT came from it: re-read on a 401.
+    pub admin_jwt_file: Option<PathBuf>,
     pub seed_secret: SecretString,
     pub llm_provider: Provider,
     pub llm_model: Option<String>,
@@ -120,6 +122,11 @@ pub struct Config {
     pub max_tool_calls: u32,
     pub persona_timeout: Duration,
     pub mcp_result_cap_bytes: usize,
+    /// `TOOLS_DENY`, `TOOLS_ALLOW`, `TOOLS_OFFER` as given; the runner's
+    /// `tool_policy` reads them.
+    pub tools_deny: String,
+    pub tools_allow: String,
+    pub tools_offer: String,
     pub ledger_retention_days: u32,
     pub ledger_summary_days: u32,
     /// `LLM_PRICES` as written; parsed by `llm::pricing`.
@@ -215,7 +222,15 @@ impl Config {
                 },
             );
         }
-        Self::typed(raw, file)
+        let admin_jwt_file = match raw.get("admin_jwt").map(|r| &r.source) {
+            Some(Source::Env { name }) if name.ends_with("_FILE") => env(name).map(PathBuf::from),
+            _ => None,
+        };
+        let cfg = Self::typed(raw, file)?;
+        Ok(Config {
+            admin_jwt_file,
+            ..cfg
+        })
     }
 
     fn typed(
@@ -227,7 +242,6 @@ impl Config {
             raw: &raw,
             problems: &mut problems,
         };
-        let max_tool_calls = p.int("max_tool_calls") as u32;
         let cfg = Config {
             file,
             auth_url: p.url("auth_url"),
@@ -238,6 +252,7 @@ impl Config {
             admin_on_auth: p.bool("admin_on_auth"),
             service_key: p.secret("service_key"),
             admin_jwt: p.secret("admin_jwt"),
+            admin_jwt_file: None,
             seed_secret: p
                 .secret("seed_secret")
                 .unwrap_or_else(|| SecretString::from(String::new())),
@@ -265,24 +280,22 @@ impl Config {
                 .map(PathBuf::from),
             language: p.text("language").unwrap_or_else(|| "de".into()),
             max_turns: p.int("max_turns") as u32,
-            max_tool_calls,
+            max_tool_calls: p.int("max_tool_calls") as u32,
             persona_timeout: Duration::from_secs(p.int("persona_timeout_secs")),
             mcp_result_cap_bytes: p.int("mcp_result_cap_bytes") as usize,
+            tools_deny: p.text("tools_deny").unwrap_or_default(),
+            tools_allow: p.text("tools_allow").unwrap_or_default(),
+            tools_offer: p.text("tools_offer").unwrap_or_else(|| "all".into()),
             ledger_retention_days: p.int("ledger_retention_days") as u32,
             ledger_summary_days: p.int("ledger_summary_days") as u32,
             llm_prices: p.text("llm_prices").unwrap_or_default(),
             listen: p.listen("listen"),
             raw: BTreeMap::new(),
         };
-        if max_tool_calls > MAX_TOOL_CALLS_CEILING {
-            problems.push(format!(
-                "max_tool_calls = {max_tool_calls} ({}): at most {MAX_TOOL_CALLS_CEILING}, because one tick's actions must fit one request",
-                raw["max_tool_calls"].source
-            ));
-        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
+        cfg.register_secrets(&raw);
         Ok(Config { raw, ..cfg })
     }
 
@@ -294,6 +307,7 @@ impl Config {
                 let value = match (k.kind, r) {
                     (Kind::Secret, Some(r)) if !r.value.is_empty() => "<set>".to_string(),
                     (Kind::Secret, _) => "<unset>".to_string(),
+                    (Kind::Url, Some(r)) => crate::http::redact_url(&r.value),
                     (_, Some(r)) => r.value.clone(),
                     (_, None) => String::new(),
                 };
@@ -310,6 +324,37 @@ impl Config {
                 }
             })
             .collect()
+    }
+
+    /// Every secret and URL password of this configuration goes into the
+    /// process's redaction registry (`crate::redact`), before any request
+    /// can echo one back.
+    fn register_secrets(&self, raw: &BTreeMap<&'static str, Raw>) {
+        for k in KEYS {
+            match (k.kind, raw.get(k.name)) {
+                (Kind::Secret, Some(r)) => crate::redact::register(&r.value),
+                (Kind::Url, Some(r)) => crate::http::register_url_secrets(&r.value),
+                _ => {}
+            }
+        }
+    }
+
+    /// The typed value of an integer setting as the program uses it (`None`
+    /// for a name that is not one): what the property tests compare with
+    /// what was given, so a cast or a unit cannot silently change it.
+    pub fn int_setting(&self, key: &str) -> Option<u64> {
+        Some(match key {
+            "tick_interval_ms" => self.tick_interval.as_millis() as u64,
+            "shutdown_grace_ms" => self.shutdown_grace.as_millis() as u64,
+            "concurrency" => self.concurrency as u64,
+            "max_turns" => self.max_turns.into(),
+            "max_tool_calls" => self.max_tool_calls.into(),
+            "persona_timeout_secs" => self.persona_timeout.as_secs(),
+            "mcp_result_cap_bytes" => self.mcp_result_cap_bytes as u64,
+            "ledger_retention_days" => self.ledger_retention_days.into(),
+            "ledger_summary_days" => self.ledger_summary_days.into(),
+            _ => return None,
+        })
     }
 
     pub fn seed_secret_is_dev_fallback(&self) -> bool {
@@ -454,11 +499,31 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
     Ok(())
 }
 
+/// Longest secret file read: a key or a token is a few hundred bytes; a file
+/// without end (`/dev/zero`, a log given by mistake) must be refused, not read
+/// into memory.
+pub const SECRET_FILE_MAX_BYTES: u64 = 64 * 1024;
+
 /// Reads a secret from a file, trimming the trailing newline editors add.
+/// At most [`SECRET_FILE_MAX_BYTES`]: one byte more is an error naming the file.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(SECRET_FILE_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > SECRET_FILE_MAX_BYTES {
+        return Err(format!(
+            "{} is too big for a secret file (more than {} KiB)",
+            path.display(),
+            SECRET_FILE_MAX_BYTES / 1024
+        ));
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
 fn apply_env(
@@ -528,6 +593,15 @@ fn apply_env(
     }
 }
 
+/// What an integer setting must be, for its error line.
+fn int_rule(key: &str, min: u64, max: u64) -> String {
+    let mut why = format!("must be an integer from {min} to {max}");
+    if key == "max_tool_calls" {
+        why.push_str(" (at most 500, because one tick's actions must fit one request)");
+    }
+    why
+}
+
 /// Typed access that collects every problem instead of stopping at the first.
 struct Parser<'a> {
     raw: &'a BTreeMap<&'static str, Raw>,
@@ -536,8 +610,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn bad(&mut self, key: &str, r: &Raw, why: &str) {
-        let shown = if keys::find(key).is_some_and(|k| k.kind == Kind::Secret) {
+        let kind = keys::find(key).map(|k| k.kind);
+        let shown = if kind == Some(Kind::Secret) {
             "<secret>".to_string()
+        } else if kind == Some(Kind::Url) {
+            format!("{:?}", crate::http::redact_url(&r.value))
         } else {
             format!("{:?}", r.value)
         };
@@ -604,16 +681,29 @@ impl Parser<'_> {
             .map(|r| SecretString::from(r.value.clone()))
     }
 
-    /// The platform's rule: a positive integer, nothing else.
+    /// An integer within its setting's bounds (the table's `Kind::Int`),
+    /// checked on the `u64` before any narrowing cast: a value outside is a
+    /// problem naming the setting, never a wrap or a later panic. A name that
+    /// is not an integer setting of the table is a problem too (a typo here
+    /// must not silently give a default).
     fn int(&mut self, key: &str) -> u64 {
-        let Some(r) = self.raw.get(key).cloned() else {
+        let Some((min, max)) = keys::find(key).and_then(|k| match k.kind {
+            Kind::Int { min, max } => Some((min, max)),
+            _ => None,
+        }) else {
+            self.problems
+                .push(format!("internal: `{key}` is not an integer setting"));
             return 1;
         };
+        let Some(r) = self.raw.get(key).cloned() else {
+            return min;
+        };
         match r.value.trim().parse::<u64>() {
-            Ok(n) if n > 0 => n,
+            Ok(n) if (min..=max).contains(&n) => n,
             _ => {
-                self.bad(key, &r, "must be a positive integer");
-                1
+                let why = int_rule(key, min, max);
+                self.bad(key, &r, &why);
+                min
             }
         }
     }

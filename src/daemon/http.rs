@@ -122,8 +122,10 @@ fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
+/// An error answer; its text is redacted (it may quote a server's body).
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({"ok": false, "error": msg.into()}))).into_response()
+    let msg = crate::redact::redact(&msg.into());
+    (code, Json(json!({"ok": false, "error": msg}))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -146,9 +148,10 @@ async fn diag_login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Resp
         .sign_in(&r.settings.seed_secret, &email, r.settings.production)
         .await
     {
-        Ok((session, space)) => Json(json!({
-            "ok": true, "email": email, "userId": session.user_id,
-            "spaceId": space.id, "spaceName": space.name,
+        Ok(s) => Json(json!({
+            "ok": true, "email": email, "userId": s.session.user_id,
+            "bearer": s.session.bearer.as_str(), "spacesBearer": s.spaces_bearer,
+            "spaceId": s.space.id, "spaceName": s.space.name,
         }))
         .into_response(),
         Err(SignInError::Password(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -61,6 +61,14 @@ pub enum DaemonError {
 
 /// Runs until SIGTERM/SIGINT; `Ok` is the exit code (0 after a clean stop).
 pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
+    // One process per state directory, for the process's life (a reload
+    // keeps the directory it started with locked; see `state::lock`).
+    let what = if opts.listen.is_some() {
+        "daemon"
+    } else {
+        "tick"
+    };
+    let _lock = crate::state::lock::StateLock::acquire(&cfg.state_dir, what)?;
     let runner = Arc::new(Runner::from_config(&cfg)?);
     let live = Live::from_config(&cfg, opts.tick.concurrency);
     let grace = live.grace;

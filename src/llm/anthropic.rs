@@ -11,9 +11,10 @@ use super::transport::{self, Wire};
 use super::{Block, ChatRequest, ChatResponse, LlmClient, LlmError, Role};
 use crate::http::RetryPolicy;
 
-/// A current Sonnet-class model: good tool use at a price a daily persona run
+/// A current Sonnet-class model (not on [`super::models`]' retirement list):
+/// good tool use at a price a daily persona run
 /// can afford.
-pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-6";
 
 /// The API version header every request carries (the only stable one).
 pub const API_VERSION: &str = "2023-06-01";

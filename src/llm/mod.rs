@@ -9,6 +9,7 @@
 //! provider modules.
 
 pub mod anthropic;
+pub mod models;
 pub mod openai;
 pub mod pricing;
 pub mod sse;

@@ -497,13 +497,28 @@ impl OpenAiStreamState {
     }
 }
 
+/// Most bytes one model answer may take on the wire. An answer of
+/// `max_tokens` 2048 is a few hundred KiB of SSE; a stream past this is not
+/// an answer but a broken or hostile server, and fails as `too_large`
+/// (never retried, and like a truncated tool_use: nothing of it runs).
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The error kind of an answer past [`MAX_ANSWER_BYTES`].
+pub const TOO_LARGE: &str = "too_large";
+
 fn transport_err<E: Display>(
     provider: &'static str,
-    e: eventsource_stream::EventStreamError<E>,
+    e: eventsource_stream::EventStreamError<crate::sse::Capped<E>>,
 ) -> LlmError {
+    use crate::sse::Capped;
     use eventsource_stream::EventStreamError as S;
     match e {
-        S::Transport(e) => LlmError::Stream {
+        S::Transport(Capped::TooLarge(n)) => LlmError::Stream {
+            provider,
+            kind: TOO_LARGE.to_string(),
+            message: format!("answer too large: more than {n} bytes; nothing of it was used"),
+        },
+        S::Transport(Capped::Inner(e)) => LlmError::Stream {
             provider,
             kind: "transport".to_string(),
             message: crate::http::cut(&e.to_string(), crate::http::ERROR_BODY_CHARS),
@@ -513,14 +528,15 @@ fn transport_err<E: Display>(
 }
 
 /// Runs a byte stream (e.g. `reqwest::Response::bytes_stream`) through the SSE
-/// parser into an [`AnthropicStreamState`]. Stops reading at `message_stop`.
+/// parser into an [`AnthropicStreamState`]. Stops reading at `message_stop`,
+/// or past [`MAX_ANSWER_BYTES`].
 pub async fn read_anthropic<S, B, E>(bytes: S) -> Result<ChatResponse, LlmError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
     B: AsRef<[u8]>,
     E: Display,
 {
-    let mut events = std::pin::pin!(crate::sse::events(bytes));
+    let mut events = std::pin::pin!(crate::sse::events(bytes, MAX_ANSWER_BYTES));
     let mut state = AnthropicStreamState::new();
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| transport_err(ANTHROPIC, e))?;
@@ -540,7 +556,7 @@ where
     B: AsRef<[u8]>,
     E: Display,
 {
-    let mut events = std::pin::pin!(crate::sse::events(bytes));
+    let mut events = std::pin::pin!(crate::sse::events(bytes, MAX_ANSWER_BYTES));
     let mut state = OpenAiStreamState::new();
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| transport_err(OPENAI, e))?;

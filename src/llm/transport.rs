@@ -58,7 +58,7 @@ pub(crate) fn provider_message(body: &str) -> String {
     if msg.trim().is_empty() {
         "(empty body)".to_string()
     } else {
-        cut(&msg, ERROR_BODY_CHARS)
+        cut(&crate::redact::redact(&msg), ERROR_BODY_CHARS)
     }
 }
 
@@ -78,13 +78,13 @@ async fn attempt(
 ) -> Result<ChatResponse, AttemptError> {
     let resp = req.send().await.map_err(|e| LlmError::Connect {
         provider,
-        url: url.to_string(),
+        url: crate::http::redact_url(url),
         message: describe_reqwest(&e),
     })?;
     let status = resp.status();
     if !status.is_success() {
         let retry_after = crate::http::parse_retry_after(resp.headers());
-        let body = resp.text().await.unwrap_or_default();
+        let body = crate::http::error_text(resp).await;
         return Err(AttemptError {
             err: LlmError::Status {
                 provider,

@@ -13,6 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::http::RetryPolicy;
 use wire::{Endpoint, Failure, Reply, SessionHeaders};
+/// The header names, for `conformance`'s raw probes.
+pub use wire::{PROTOCOL_HEADER, SESSION_HEADER, SPACE_HEADER};
 
 /// Where and how to talk MCP.
 #[derive(Debug, Clone)]
@@ -26,9 +28,10 @@ pub struct McpConfig {
     pub call_timeout: Duration,
     /// Tool results longer than this many bytes are cut before the LLM sees them.
     pub result_cap_bytes: usize,
-    /// Backoff for transient failures (connection errors, 429, 502, 503, 504,
-    /// 529): on initialize and tools/list always, on tools/call only for
-    /// answers that say the server did not run the call.
+    /// Backoff for transient failures: on initialize and tools/list every
+    /// transient one (connection errors, 408, 429, 5xx, 529); on tools/call
+    /// only answers that say the server did not run the call (429, 502, 503,
+    /// 504, 529).
     pub retry: RetryPolicy,
 }
 
@@ -84,6 +87,13 @@ pub enum McpError {
     },
 }
 
+impl McpError {
+    /// HTTP 401: the server refused the bearer (an expired or rejected JWT).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, McpError::Status { status: 401, .. })
+    }
+}
+
 /// The protocol revision we ask for; the recorded TypeScript SDK server and
 /// rmcp both speak it, and it is the newest one with sessions and `initialize`.
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -108,10 +118,14 @@ enum Retry {
 
 impl Retry {
     fn allows(self, f: &Failure) -> bool {
-        let status_ok = f.status.is_some_and(is_retryable_status);
         match self {
-            Retry::Idempotent => status_ok || f.connection,
-            Retry::CallSafe => status_ok,
+            // Sending these again changes nothing on the server, so every
+            // transient status is worth another try — 500 included (a gateway
+            // or a restarting server answers it for a moment).
+            Retry::Idempotent => {
+                f.status.is_some_and(crate::http::is_transient_status) || f.connection
+            }
+            Retry::CallSafe => f.status.is_some_and(is_retryable_status),
         }
     }
 }
@@ -135,7 +149,7 @@ impl std::fmt::Debug for McpSession {
     /// Shows where and which space, never the JWT.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpSession")
-            .field("url", &self.ep.url)
+            .field("url", &crate::http::redact_url(&self.ep.url))
             .field("space", &self.ep.space)
             .finish_non_exhaustive()
     }
@@ -249,9 +263,11 @@ impl McpSession {
         ))
     }
 
-    /// DELETE the session. Errors are logged, never returned: closing is best effort.
-    pub async fn close(self) {
-        let headers = self.state.into_inner().headers;
+    /// DELETE the session. Errors are logged, never returned: closing is best
+    /// effort. By reference: a persona-tick holds its sessions shared with
+    /// the tool calls, and closes each once they are done.
+    pub async fn close(&self) {
+        let headers = self.state.lock().await.headers.clone();
         if headers.session_id.is_none() {
             return; // a stateless server: nothing to end
         }

@@ -136,13 +136,13 @@ impl Endpoint {
         let status = resp.status();
         if !status.is_success() {
             let retry_after = parse_retry_after(resp.headers());
-            let text = resp.text().await.unwrap_or_default();
+            let text = crate::http::error_text(resp).await;
             return Err(Failure {
                 error: McpError::Status {
                     op,
                     path: self.path.clone(),
                     status: status.as_u16(),
-                    body: cut(&text, ERROR_BODY_CHARS),
+                    body: cut(&crate::redact::redact(&text), ERROR_BODY_CHARS),
                 },
                 expired: status == reqwest::StatusCode::NOT_FOUND && headers.session_id.is_some(),
                 status: Some(status.as_u16()),
@@ -171,7 +171,11 @@ impl Endpoint {
         let message = if content_type.starts_with("text/event-stream") {
             self.read_sse(op, resp, id).await?
         } else {
-            let text = resp.text().await.map_err(|e| self.transport(op, &e))?;
+            let text = match crate::http::read_body(resp, crate::http::MAX_BODY_BYTES).await {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(crate::http::BodyError::Transport(e)) => return Err(self.transport(op, &e)),
+                Err(too_large) => return Err(self.bad(op, too_large.to_string())),
+            };
             let v: Value = serde_json::from_str(&text).map_err(|e| {
                 self.bad(
                     op,
@@ -214,7 +218,10 @@ impl Endpoint {
         resp: reqwest::Response,
         id: i64,
     ) -> Result<Value, Failure> {
-        let mut events = std::pin::pin!(crate::sse::events(resp.bytes_stream()));
+        let mut events = std::pin::pin!(crate::sse::events(
+            resp.bytes_stream(),
+            crate::http::MAX_BODY_BYTES
+        ));
         while let Some(ev) = events.next().await {
             let ev = ev.map_err(|e| self.bad(op, format!("broken SSE stream: {e}")))?;
             if !(ev.event.is_empty() || ev.event == "message") || ev.data.trim().is_empty() {

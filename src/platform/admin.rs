@@ -1,9 +1,13 @@
-//! The persona admin endpoints (admin JWT): upsert, list, show, delete.
+//! The persona admin endpoints (admin JWT): upsert, list, show, delete. A
+//! 401 re-reads the JWT file once (admin JWTs expire after 15 minutes).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -83,12 +87,24 @@ pub struct DeleteResponse {
     pub warning: Option<String>,
 }
 
+/// What an operator does about a refused admin JWT; printed when a 401
+/// survives the re-read of the JWT file.
+pub const EXPIRED_JWT_HINT: &str = "the admin JWT was refused (HTTP 401: expired or invalid). Admin JWTs expire after 15 minutes: log in with an admin account (POST $MANA_AUTH_URL/api/v1/auth/login) and write its `accessToken` into the file named by --jwt-file or MANA_ADMIN_JWT_FILE (re-read on every 401), then run the command again";
+
+/// Whether `e` is the admin JWT being refused (after the re-read).
+pub fn is_jwt_refused(e: &HttpError) -> bool {
+    e.status() == Some(401)
+}
+
 #[derive(Clone)]
 pub struct AdminClient {
     http: reqwest::Client,
     /// base URL + prefix, no trailing slash.
     root: String,
-    jwt: SecretString,
+    /// The JWT in use; replaced when a 401 makes us re-read `jwt_file`.
+    jwt: Arc<RwLock<SecretString>>,
+    /// Where the JWT came from, when it came from a file.
+    jwt_file: Option<PathBuf>,
     retry: RetryPolicy,
 }
 
@@ -103,9 +119,18 @@ impl AdminClient {
         AdminClient {
             http,
             root: join(base, prefix).trim_end_matches('/').to_string(),
-            jwt,
+            jwt: Arc::new(RwLock::new(jwt)),
+            jwt_file: None,
             retry,
         }
+    }
+
+    /// The JWT came from `path`: on a 401 it is read again, and the request
+    /// repeated once if the file now holds another token. Admin JWTs expire
+    /// after 15 minutes, and a long seed outlives one.
+    pub fn with_jwt_file(mut self, path: Option<PathBuf>) -> Self {
+        self.jwt_file = path;
+        self
     }
 
     fn url(&self, rest: &str) -> String {
@@ -120,6 +145,66 @@ impl AdminClient {
         self.root.clone()
     }
 
+    fn current_jwt(&self) -> SecretString {
+        self.jwt.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After a 401 with `used`: the file's token if it differs (and keeps it
+    /// for later requests); `None` when there is no file or nothing new in it.
+    fn reread(&self, used: &SecretString) -> Option<SecretString> {
+        let path = self.jwt_file.as_ref()?;
+        let fresh = match crate::config::read_secret_file(path) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the admin JWT file");
+                return None;
+            }
+        };
+        if fresh.is_empty() || fresh == used.expose_secret() {
+            return None;
+        }
+        tracing::info!(path = %path.display(), "admin JWT refused; using the token now in the file");
+        let fresh = SecretString::from(fresh);
+        *self.jwt.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Some(fresh)
+    }
+
+    /// One admin request with the current JWT; a 401 re-reads the JWT file
+    /// once and repeats the request with the new token.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+        mut on_retry: impl FnMut(&HttpError, Duration),
+    ) -> Result<T, HttpError> {
+        let used = self.current_jwt();
+        let first = send_json(
+            &self.retry,
+            method,
+            url,
+            || build(used.expose_secret()),
+            &mut on_retry,
+        )
+        .await;
+        match first {
+            Err(e) if is_jwt_refused(&e) => match self.reread(&used) {
+                Some(fresh) => {
+                    send_json(
+                        &self.retry,
+                        method,
+                        url,
+                        || build(fresh.expose_secret()),
+                        &mut on_retry,
+                    )
+                    .await
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
     /// `POST /`: create or update by email. Retried on transient failures;
     /// `on_retry` lets the caller show the retry.
     pub async fn upsert(
@@ -128,16 +213,10 @@ impl AdminClient {
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<UpsertResponse, HttpError> {
         let url = self.collection();
-        send_json(
-            &self.retry,
+        self.send(
             "POST",
             &url,
-            || {
-                self.http
-                    .post(&url)
-                    .bearer_auth(self.jwt.expose_secret())
-                    .json(persona)
-            },
+            |jwt| self.http.post(&url).bearer_auth(jwt).json(persona),
             on_retry,
         )
         .await
@@ -145,24 +224,23 @@ impl AdminClient {
 
     pub async fn list(&self) -> Result<Vec<PersonaSummary>, HttpError> {
         let url = self.collection();
-        let r: ListResponse = send_json(
-            &self.retry,
-            "GET",
-            &url,
-            || self.http.get(&url).bearer_auth(self.jwt.expose_secret()),
-            |_, _| {},
-        )
-        .await?;
+        let r: ListResponse = self
+            .send(
+                "GET",
+                &url,
+                |jwt| self.http.get(&url).bearer_auth(jwt),
+                |_, _| {},
+            )
+            .await?;
         Ok(r.personas)
     }
 
     pub async fn show(&self, user_id: &str) -> Result<PersonaDetail, HttpError> {
-        let url = self.url(&format!("/{user_id}"));
-        send_json(
-            &self.retry,
+        let url = self.url(&format!("/{}", crate::http::id_segment("GET", user_id)?));
+        self.send(
             "GET",
             &url,
-            || self.http.get(&url).bearer_auth(self.jwt.expose_secret()),
+            |jwt| self.http.get(&url).bearer_auth(jwt),
             |_, _| {},
         )
         .await
@@ -170,12 +248,11 @@ impl AdminClient {
 
     /// `DELETE /:id`. Destructive; the CLI asks first.
     pub async fn delete(&self, user_id: &str) -> Result<DeleteResponse, HttpError> {
-        let url = self.url(&format!("/{user_id}"));
-        send_json(
-            &self.retry,
+        let url = self.url(&format!("/{}", crate::http::id_segment("DELETE", user_id)?));
+        self.send(
             "DELETE",
             &url,
-            || self.http.delete(&url).bearer_auth(self.jwt.expose_secret()),
+            |jwt| self.http.delete(&url).bearer_auth(jwt),
             |_, _| {},
         )
         .await

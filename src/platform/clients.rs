@@ -22,13 +22,18 @@ pub fn auth(cfg: &Config) -> AuthClient {
     AuthClient::new(http(), cfg.auth_url.clone(), RetryPolicy::default())
 }
 
-/// The admin client; `jwt` wins over the configured admin JWT.
+/// The admin client; `jwt` wins over the configured admin JWT. A JWT from
+/// `MANA_ADMIN_JWT_FILE` is re-read from there on a 401 (a `--jwt-file`
+/// caller adds its path with `with_jwt_file`).
 pub fn admin(cfg: &Config, jwt: Option<SecretString>) -> anyhow::Result<AdminClient> {
-    let jwt = match jwt {
-        Some(j) => j,
+    let (jwt, file) = match jwt {
+        Some(j) => (j, None),
         None => {
             cfg.require(&[Need::AdminJwt])?;
-            cfg.admin_jwt.clone().expect("checked by require")
+            (
+                cfg.admin_jwt.clone().expect("checked by require"),
+                cfg.admin_jwt_file.clone(),
+            )
         }
     };
     Ok(AdminClient::new(
@@ -37,7 +42,8 @@ pub fn admin(cfg: &Config, jwt: Option<SecretString>) -> anyhow::Result<AdminCli
         &cfg.admin_prefix,
         jwt,
         RetryPolicy::default(),
-    ))
+    )
+    .with_jwt_file(file))
 }
 
 pub fn internal(cfg: &Config) -> anyhow::Result<InternalClient> {

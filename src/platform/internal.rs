@@ -158,7 +158,7 @@ impl InternalClient {
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<WriteResponse, HttpError> {
         self.post_bytes(
-            &format!("/{user_id}/actions"),
+            &format!("/{}/actions", crate::http::id_segment("POST", user_id)?),
             serde_json::to_vec(batch).expect("serialisable"),
             on_retry,
         )
@@ -172,7 +172,7 @@ impl InternalClient {
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<WriteResponse, HttpError> {
         self.post_bytes(
-            &format!("/{user_id}/feedback"),
+            &format!("/{}/feedback", crate::http::id_segment("POST", user_id)?),
             serde_json::to_vec(batch).expect("serialisable"),
             on_retry,
         )

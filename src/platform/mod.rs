@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod clients;
 pub mod internal;
+pub mod jwt;
 
 use std::time::Duration;
 
@@ -23,6 +24,27 @@ pub(crate) async fn send_json<T: DeserializeOwned>(
     method: &str,
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
+    on_retry: impl FnMut(&HttpError, Duration),
+) -> Result<T, HttpError> {
+    send_json_if(
+        policy,
+        method,
+        url,
+        build,
+        HttpError::is_transient,
+        on_retry,
+    )
+    .await
+}
+
+/// [`send_json`] with the caller's rule for what is worth another try (a
+/// login must not retry a 429 `ACCOUNT_LOCKED`, for one).
+pub(crate) async fn send_json_if<T: DeserializeOwned>(
+    policy: &RetryPolicy,
+    method: &str,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    retry_if: impl Fn(&HttpError) -> bool,
     mut on_retry: impl FnMut(&HttpError, Duration),
 ) -> Result<T, HttpError> {
     let once = || async {
@@ -33,10 +55,16 @@ pub(crate) async fn send_json<T: DeserializeOwned>(
         if !resp.status().is_success() {
             return Err(status_error(method, url, resp).await);
         }
-        let bytes = resp
-            .bytes()
+        let bytes = crate::http::read_body(resp, crate::http::MAX_BODY_BYTES)
             .await
-            .map_err(|e| HttpError::from_reqwest(method, url, &e))?;
+            .map_err(|e| match e {
+                crate::http::BodyError::Transport(e) => HttpError::from_reqwest(method, url, &e),
+                too_large => HttpError::Decode {
+                    method: method.to_string(),
+                    path: crate::http::path_of(url),
+                    message: too_large.to_string(),
+                },
+            })?;
         serde_json::from_slice::<T>(&bytes).map_err(|e| HttpError::Decode {
             method: method.to_string(),
             path: crate::http::path_of(url),
@@ -47,12 +75,9 @@ pub(crate) async fn send_json<T: DeserializeOwned>(
         })
     };
     policy
-        .run(
-            once,
-            HttpError::is_transient,
-            HttpError::retry_after,
-            |e, d| on_retry(e, d),
-        )
+        .run(once, retry_if, HttpError::retry_after, |e, d| {
+            on_retry(e, d)
+        })
         .await
         .map(|(v, _)| v)
         .map_err(|(e, _)| e)

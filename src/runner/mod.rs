@@ -3,12 +3,14 @@
 //! (drain the outbox, fetch who is due, keep N personas in flight, summarise).
 
 pub mod batch;
+mod link;
 pub mod persona;
 pub mod prompts;
 pub mod rating;
 pub mod summary;
 pub mod tick;
 pub mod tool_names;
+pub mod tool_policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,8 @@ pub struct Settings {
     pub max_tools: u32,
     /// `max_tokens` of a main-turn model call.
     pub max_tokens: u32,
+    /// Which tools personas may call and which are offered.
+    pub tools: tool_policy::ToolPolicy,
 }
 
 impl Runner {
@@ -72,6 +76,20 @@ impl Runner {
         // LLM streams can run for minutes; the per-persona deadline bounds them.
         let llm_http = crate::http::client(Duration::from_secs(10), Duration::from_secs(300));
         let retry = RetryPolicy::default();
+        // At every start (tick, daemon, reload): a retired model fails
+        // every request, so say so before the first persona pays for it.
+        let model = match cfg.llm_provider {
+            Provider::Anthropic => cfg
+                .llm_model
+                .as_deref()
+                .unwrap_or(crate::llm::anthropic::DEFAULT_MODEL),
+            Provider::OpenAi => cfg.llm_model.as_deref().unwrap_or_default(),
+        };
+        if let Some(w) =
+            crate::llm::models::deprecation_warning(model, chrono::Utc::now().date_naive())
+        {
+            tracing::warn!("{w}");
+        }
         let llm: Arc<dyn LlmClient> = match cfg.llm_provider {
             Provider::Anthropic => Arc::new(AnthropicClient::new(
                 llm_http,
@@ -130,6 +148,7 @@ impl Runner {
                 min_tools: 3,
                 max_tools: 8,
                 max_tokens: 2048,
+                tools: tool_policy::ToolPolicy::from_config(cfg),
             },
             metrics: Arc::new(Metrics::new()),
         })

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{ERROR_MESSAGE_CHARS, cut_chars, input_hash};
+use super::link::Link;
 use super::prompts::{Vars, name_from_email};
 use super::rating;
 use super::tool_names::{ToolNames, module_of};
@@ -90,10 +91,10 @@ pub struct Waits {
 /// per wait, ~6 ms per persona tick — most of what then looked like the
 /// runner's own time (BENCHMARKS.md, occupancy).
 #[derive(Default, Clone, Copy)]
-struct WaitTimes {
-    llm: Duration,
-    mcp: Duration,
-    platform: Duration,
+pub(super) struct WaitTimes {
+    pub(super) llm: Duration,
+    pub(super) mcp: Duration,
+    pub(super) platform: Duration,
 }
 
 /// Milliseconds, rounded: the duration and the waits round alike, so the
@@ -141,33 +142,64 @@ enum Slot {
         started: Instant,
     },
     Done(ActionRow),
+    /// A call answered 401 that could not be repeated: not an action row.
+    Void,
+}
+
+/// Why a persona tick failed: the reason, phrased for an operator, and how
+/// long the platform asked us to stay away (a locked account), if it did.
+#[derive(Debug)]
+pub(super) struct Fail {
+    pub reason: String,
+    pub hold: Option<Duration>,
+}
+
+impl From<String> for Fail {
+    fn from(reason: String) -> Fail {
+        Fail { reason, hold: None }
+    }
 }
 
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     stage: String,
     slots: Vec<Slot>,
     feedback: Vec<FeedbackRow>,
     usage: Usage,
-    waits: WaitTimes,
+    pub(super) waits: WaitTimes,
     warnings: Vec<String>,
     transcript: Vec<Value>,
-    session: Option<Arc<McpSession>>,
+    /// Every MCP session opened, and whether it should be closed at the end
+    /// (`false` once its JWT was refused or it was closed already).
+    pub(super) sessions: Vec<(Arc<McpSession>, bool)>,
 }
 
 /// What the work produced so far; outlives the work's future.
 #[derive(Default)]
-struct Work(Mutex<Inner>);
+pub(super) struct Work(Mutex<Inner>);
 
 impl Work {
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
-    fn stage(&self, s: impl Into<String>) {
+    pub(super) fn stage(&self, s: impl Into<String>) {
         self.with(|w| w.stage = s.into());
     }
-    fn log(&self, v: Value) {
+    pub(super) fn log(&self, v: Value) {
         self.with(|w| w.transcript.push(v));
+    }
+    /// `s` is not to be closed at the end (superseded by a new session).
+    pub(super) fn retire(&self, s: &Arc<McpSession>) {
+        self.with(|w| {
+            for (open, closable) in &mut w.sessions {
+                if Arc::ptr_eq(open, s) {
+                    *closable = false;
+                }
+            }
+        });
+    }
+    fn void_call(&self, i: usize) {
+        self.with(|w| w.slots[i] = Slot::Void);
     }
     fn warn(&self, s: String) {
         self.with(|w| w.warnings.push(s));
@@ -192,7 +224,7 @@ impl Work {
                 .iter()
                 .filter_map(|s| match s {
                     Slot::Done(r) => Some(module_of(&r.tool_name).to_string()),
-                    Slot::InFlight { .. } => None,
+                    Slot::InFlight { .. } | Slot::Void => None,
                 })
                 .collect();
             set.into_iter().collect()
@@ -217,44 +249,45 @@ pub async fn run(
     }
     let work = Work::default();
     let deadline = r.settings.persona_timeout;
-    let result: Result<(), String> = tokio::select! {
+    let result: Result<(), Fail> = tokio::select! {
         res = play(r, p, tick_id, &work) => res,
         _ = tokio::time::sleep(deadline) => Err(format!(
             "persona deadline of {}s passed during {}; work done so far is kept",
             deadline.as_secs(), work.with(|w| w.stage.clone())
-        )),
+        ).into()),
         _ = cancel.cancelled() => Err(format!(
             "cancelled by shutdown during {}; work done so far is kept",
             work.with(|w| w.stage.clone())
-        )),
+        ).into()),
     };
-    // Close the MCP session (best effort, bounded): waiting on MCP too.
-    if let Some(s) = work.with(|w| w.session.take())
-        && let Ok(s) = Arc::try_unwrap(s)
-    {
-        let bound = if cancel.is_cancelled() {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(5)
-        };
-        let t0 = Instant::now();
-        let _ = tokio::time::timeout(bound, s.close()).await;
-        work.with(|w| w.waits.mcp += t0.elapsed());
+    // Close the MCP sessions (best effort, bounded): waiting on MCP too.
+    let bound = if cancel.is_cancelled() {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    for (s, closable) in work.with(|w| std::mem::take(&mut w.sessions)) {
+        if closable {
+            let t0 = Instant::now();
+            let _ = tokio::time::timeout(bound, s.close()).await;
+            work.with(|w| w.waits.mcp += t0.elapsed());
+        }
     }
     let (actions, feedback) = work.with(|w| {
         let actions: Vec<ActionRow> = w
             .slots
             .drain(..)
-            .map(|s| match s {
-                Slot::Done(row) => row,
-                Slot::InFlight { tool, hash, started } => ActionRow {
+            .filter_map(|s| match s {
+                Slot::Done(row) => Some(row),
+                Slot::Void => None,
+                Slot::InFlight { tool, hash, started } => Some(ActionRow {
                     tick_id: tick_id.to_string(),
                     tool_name: tool,
                     input_hash: Some(hash),
                     result: ActionResult::Error,
                     error_message: Some("cancelled while in flight: the persona's deadline passed or the runner shut down".into()),
                     latency_ms: Some(started.elapsed().as_millis() as u64),
-                },
+                }),
             })
             .collect();
         (actions, std::mem::take(&mut w.feedback))
@@ -271,7 +304,7 @@ pub async fn run(
     work.with(|w| w.waits.platform += t0.elapsed());
 
     let (outcome, error) = match (&result, &delivery) {
-        (Err(e), _) => (RunOutcome::Failed, Some(e.clone())),
+        (Err(e), _) => (RunOutcome::Failed, Some(e.reason.clone())),
         (Ok(()), Delivery::Refused(e)) => (
             RunOutcome::Failed,
             Some(format!("the platform refused the batch: {e}")),
@@ -294,6 +327,16 @@ pub async fn run(
         finished,
     ) {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run end");
+    }
+    if let Err(Fail {
+        hold: Some(hold), ..
+    }) = &result
+        && let Err(e) = r.state.hold_until(
+            &p.user_id,
+            finished + chrono::Duration::from_std(*hold).unwrap_or(chrono::Duration::days(1)),
+        )
+    {
+        tracing::warn!(persona = %p.email, error = %e, "cannot record the backoff");
     }
     let modules: BTreeSet<String> = actions
         .iter()
@@ -344,43 +387,32 @@ pub async fn run(
 }
 
 /// The persona's day. Errors are reasons, already phrased for an operator.
-async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(), String> {
+async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(), Fail> {
     let s = &r.settings;
-    w.stage("login");
-    let t0 = Instant::now();
-    let (session, space) = r
-        .auth
-        .sign_in(&s.seed_secret, &p.email, s.production)
-        .await
-        .map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.platform += t0.elapsed());
-
-    w.stage("MCP session");
-    let t0 = Instant::now();
-    let mcp = Arc::new(
-        McpSession::connect(&r.mcp, r.http.clone(), &session.jwt, &space.id)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    w.with(|w| w.session = Some(mcp.clone()));
-    let tools = mcp.list_tools().await.map_err(|e| e.to_string())?;
-    w.with(|w| w.waits.mcp += t0.elapsed());
+    let (link, tools) = Link::open(r, &p.email, w).await?;
+    let space = link.space().await;
     w.stage("tool names");
+    // The table knows every listed tool, offered or not, so a call of a
+    // denied tool maps back to its MCP name and is refused by name.
     let names =
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
     let tool_count = tools.len();
+    let modules = offered_modules(p, &tools, &s.tools, w);
     // Moved, not cloned: the schemas are the bulk of a waiting persona's
     // memory, and only the request needs them from here on.
     let specs: Vec<ToolSpec> = tools
         .into_iter()
+        .filter(|t| s.tools.refusal(&t.name).is_none() && s.tools.offers(&t.name, &p.module_mix))
         .map(|t| ToolSpec {
             name: names.llm_name(&t.name).unwrap_or(&t.name).to_string(),
             description: t.description,
             input_schema: t.input_schema,
         })
         .collect();
-
-    let preferred = crate::catalog::preferred_modules(&p.module_mix);
+    let preferred: Vec<String> = modules
+        .iter()
+        .map(|(m, weight)| format!("{m} ({weight})"))
+        .collect();
     let name = name_from_email(&p.email);
     let today = Utc::now().date_naive();
     let vars = Vars {
@@ -392,7 +424,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         used_modules: &[],
     };
     let main_prompt = r.prompts.main(&vars);
-    w.log(json!({"event": "session", "spaceId": space.id, "tools": tool_count, "prompt": main_prompt}));
+    w.log(json!({"event": "session", "spaceId": space.id, "tools": tool_count, "offered": specs.len(), "prompt": main_prompt}));
 
     // One request, grown in place: the history and the tool set are not
     // copied again for every turn.
@@ -438,15 +470,20 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         });
         let budget = (s.max_tool_calls - calls) as usize;
         let run_now = uses.len().min(budget);
+        // Between turns no call is in flight: the moment to renew a JWT
+        // that is about to run out.
+        link.renew_if_due(r, w).await?;
         let t0 = Instant::now();
-        let mut results: Vec<Block> = futures::stream::iter(uses[..run_now].iter().cloned())
-            .map(|(id, llm_name, input)| {
-                call_tool(r, &mcp, &names, w, tick_id, id, llm_name, input)
-            })
-            .buffered(TOOL_CALLS_IN_PARALLEL)
-            .collect()
-            .await;
+        let results: Vec<Result<Block, Fail>> =
+            futures::stream::iter(uses[..run_now].iter().cloned())
+                .map(|(id, llm_name, input)| {
+                    call_tool(r, &link, &names, w, tick_id, id, llm_name, input)
+                })
+                .buffered(TOOL_CALLS_IN_PARALLEL)
+                .collect()
+                .await;
         w.with(|w| w.waits.mcp += t0.elapsed());
+        let mut results = results.into_iter().collect::<Result<Vec<Block>, Fail>>()?;
         for (id, _, _) in &uses[run_now..] {
             results.push(Block::ToolResult {
                 tool_use_id: id.clone(),
@@ -516,17 +553,21 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
 }
 
 /// One tool call through MCP, recorded as an action row by its own result.
+/// A denied tool is refused here (an error row, no MCP call). A 401 signs in
+/// again and repeats the call once on a new session; only the repeated
+/// call's result is a row. `Err` fails the persona (a second 401, or the new
+/// sign-in failed).
 #[allow(clippy::too_many_arguments)]
 async fn call_tool(
     r: &Runner,
-    mcp: &McpSession,
+    link: &Link,
     names: &ToolNames,
     w: &Work,
     tick_id: &str,
     id: String,
     llm_name: String,
     input: Value,
-) -> Block {
+) -> Result<Block, Fail> {
     let result = |content: String, is_error: bool| Block::ToolResult {
         tool_use_id: id.clone(),
         content,
@@ -534,20 +575,52 @@ async fn call_tool(
     };
     let Some(mcp_name) = names.mcp_name(&llm_name) else {
         w.log(json!({"event": "unknown_tool", "name": llm_name, "input": input}));
-        return result(
+        return Ok(result(
             format!("unknown tool `{llm_name}`: use one of the tools listed"),
             true,
-        );
+        ));
     };
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
-    let started = Instant::now();
-    let (is_error, text) = match &input {
-        Value::Object(args) => match mcp.call_tool(mcp_name, args.clone()).await {
-            Ok(out) => (out.is_error, out.text),
-            Err(e) => (true, e.to_string()),
-        },
-        other => (
+    let mut started = Instant::now();
+    let (is_error, text) = match (r.settings.tools.refusal(mcp_name), &input) {
+        (Some(why), _) => (
+            true,
+            format!(
+                "refused locally: {mcp_name} may not be called by personas ({why}); it was not sent to the platform"
+            ),
+        ),
+        (None, Value::Object(args)) => {
+            let (mcp, generation) = link.current().await;
+            let mut res = mcp.call_tool(mcp_name, args.clone()).await;
+            if let Err(e) = &res
+                && e.is_unauthorized()
+            {
+                let mcp = match link.renew_after_401(r, w, generation, e).await {
+                    Ok(m) => m,
+                    Err(f) => {
+                        w.void_call(slot);
+                        return Err(f);
+                    }
+                };
+                started = Instant::now();
+                res = mcp.call_tool(mcp_name, args.clone()).await;
+                if let Err(e) = &res
+                    && e.is_unauthorized()
+                {
+                    w.void_call(slot);
+                    return Err(format!(
+                        "{e} — again on a new session right after signing in again; the platform refuses this persona's fresh JWT"
+                    )
+                    .into());
+                }
+            }
+            match res {
+                Ok(out) => (out.is_error, out.text),
+                Err(e) => (true, e.to_string()),
+            }
+        }
+        (None, other) => (
             true,
             format!("arguments must be a JSON object, got {other}"),
         ),
@@ -571,7 +644,37 @@ async fn call_tool(
         },
     );
     w.log(json!({"event": "tool", "index": slot, "tool": mcp_name, "input": input, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
-    result(text, is_error)
+    Ok(result(text, is_error))
+}
+
+/// The persona's preferred modules that have offered tools in this session,
+/// heaviest first, with their weights. Modules without any tool are left
+/// out and reported once, at warn ("persona.lena: moduleMix 'articles' has
+/// no tools on this platform").
+fn offered_modules(
+    p: &DuePersona,
+    tools: &[crate::mcp::ToolInfo],
+    policy: &super::tool_policy::ToolPolicy,
+    w: &Work,
+) -> Vec<(String, f64)> {
+    let with_tools: BTreeSet<&str> = tools
+        .iter()
+        .filter(|t| policy.refusal(&t.name).is_none())
+        .map(|t| module_of(&t.name))
+        .collect();
+    let who = p.email.split('@').next().unwrap_or(&p.email);
+    let mut kept = Vec::new();
+    for m in crate::catalog::preferred_modules(&p.module_mix) {
+        if with_tools.contains(m.as_str()) {
+            let weight = p.module_mix[&m];
+            kept.push((m, weight));
+        } else {
+            let msg = format!("{who}: moduleMix '{m}' has no tools on this platform");
+            tracing::warn!(persona = %p.email, module = %m, "{msg}");
+            w.warn(msg);
+        }
+    }
+    kept
 }
 
 /// One model call, counted in the metrics by its final status.

@@ -103,6 +103,9 @@ pub struct TickSummary {
     pub outbox_delivered: usize,
     /// Batches still waiting after this tick.
     pub outbox_pending: u64,
+    /// A stop (SIGTERM, Ctrl-C) ended the tick before the due list was read:
+    /// nothing ran.
+    pub interrupted: bool,
     #[serde(skip)]
     pub reports: Vec<PersonaReport>,
 }
@@ -134,6 +137,13 @@ pub struct DrainReport {
 /// before feedback. A tick whose actions could not be posted keeps its
 /// feedback queued too, so the two go out in order.
 pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
+    drain_until(r, persona, &Shutdown::new()).await
+}
+
+/// [`drain`], ended at once by `stop`'s abort, even mid-request: what was
+/// not delivered stays queued for the next start (a batch cut mid-POST is
+/// idempotent to send again).
+pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> DrainReport {
     let mut report = DrainReport::default();
     let entries = match r.state.pending(persona) {
         Ok(e) => e,
@@ -149,16 +159,32 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
             tick_id: entry.tick_id.clone(),
             error,
         };
+        if stop.is_aborted() {
+            report.still_pending.push(undelivered("interrupted".into()));
+            continue;
+        }
         if held_ticks.contains(&entry.tick_id) {
             report
                 .still_pending
                 .push(undelivered("waiting for its actions batch".into()));
             continue;
         }
-        let res = r.internal.post_bytes(&entry.path(), entry.body.clone(), |e, d| {
-            r.metrics.retry("platform", 1);
-            tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
-        }).await;
+        let post = async {
+            match entry.path() {
+                Ok(path) => r.internal.post_bytes(&path, entry.body.clone(), |e, d| {
+                    r.metrics.retry("platform", 1);
+                    tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
+                }).await,
+                Err(e) => Err(e),
+            }
+        };
+        let res = tokio::select! {
+            res = post => res,
+            _ = stop.aborted() => {
+                report.still_pending.push(undelivered("interrupted".into()));
+                continue;
+            }
+        };
         let bookkeeping = match res {
             Ok(_) => {
                 report.delivered += 1;
@@ -208,7 +234,7 @@ pub async fn run_once(
     if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger summaries");
     }
-    let drained = drain(r, None).await;
+    let drained = drain_until(r, None, stop).await;
     // Personas whose rows are still queued are not run again: their
     // server-side lastActiveAt has not moved, and running them would pay for a
     // day whose record cannot be delivered yet.
@@ -218,7 +244,27 @@ pub async fn run_once(
         .map(|u| u.persona_id.as_str())
         .collect();
 
-    let due = r.internal.due().await?.personas;
+    // Cancellation reaches every await: a stop during the drain or a hanging
+    // due fetch ends the tick here, with nothing started.
+    let due = if stop.is_aborted() {
+        None
+    } else {
+        tokio::select! {
+            due = r.internal.due() => Some(due?.personas),
+            _ = stop.aborted() => None,
+        }
+    };
+    let Some(due) = due else {
+        let mut summary = TickSummary {
+            outbox_delivered: drained.delivered,
+            interrupted: true,
+            ..TickSummary::default()
+        };
+        summary.outbox_pending = r.state.pending_count().unwrap_or(0);
+        r.metrics.set_outbox_pending(summary.outbox_pending);
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(summary);
+    };
     let mut summary = TickSummary {
         due: due.len(),
         outbox_delivered: drained.delivered,
@@ -233,6 +279,16 @@ pub async fn run_once(
                 reason,
             })
         };
+        // A userId is put into URL paths; one that is not a plain id
+        // (`../admin/…`) would send the service key elsewhere.
+        if !crate::http::is_plain_id(&p.user_id) {
+            tracing::warn!(persona = %p.email, user_id = %crate::http::cut(&p.user_id, 80), "due entry skipped: its userId is not a plain id");
+            skip(
+                &mut summary,
+                "its userId is not a plain id (1 to 64 of A-Z, a-z, 0-9, _ and -)".into(),
+            );
+            continue;
+        }
         if explicit
             && !opts
                 .personas

@@ -1,7 +1,8 @@
 //! The ledger: each persona tick's transcript (prompts, model turns, tool calls
 //! with arguments and results, errors, timings, token usage), kept for later
 //! inspection and pruned by age. Secrets never enter it: the transcript holds
-//! what the model and the tools saw, never credentials.
+//! what the model and the tools saw, never credentials, and it is redacted
+//! (`crate::redact`) on the way in, since an error in it may quote a body.
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -20,7 +21,8 @@ impl State {
         outcome: &str,
         transcript: &serde_json::Value,
     ) -> Result<(), StateError> {
-        let text = transcript.to_string();
+        // Error texts in the transcript may quote a server's body.
+        let text = crate::redact::redact(&transcript.to_string());
         self.call(|c| {
             c.prepare_cached(
                 "INSERT INTO ledger (tick_id, persona_id, email, started_at, finished_at, outcome, transcript)
@@ -35,7 +37,12 @@ impl State {
 
     /// Drops entries that started before `now - days`. Returns how many.
     pub fn ledger_prune(&self, days: u32, now: DateTime<Utc>) -> Result<usize, StateError> {
-        let cutoff = ts(now - chrono::Duration::days(days as i64));
+        // Checked: configuration bounds the days, and a bound that ever
+        // slips must prune nothing rather than panic every tick.
+        let cutoff = chrono::TimeDelta::try_days(days.into())
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let cutoff = ts(cutoff);
         self.call(|c| c.execute("DELETE FROM ledger WHERE started_at < ?1", params![cutoff]))
     }
 

@@ -149,6 +149,7 @@ impl State {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
+        let error = error.map(crate::redact::redact);
         self.call(|c| {
             let failures: i64 = c
                 .prepare_cached("SELECT consecutive_failures FROM runs WHERE persona_id = ?1")?
@@ -167,7 +168,24 @@ impl State {
                 "UPDATE runs SET finished_at = ?2, outcome = ?3, actions = ?4, consecutive_failures = ?5,
                    next_eligible_at = ?6, last_error = ?7 WHERE persona_id = ?1",
             )?
-            .execute(params![persona_id, ts(now), outcome.as_str(), actions as i64, failures, next.map(ts), error])
+            .execute(params![persona_id, ts(now), outcome.as_str(), actions as i64, failures, next.map(ts), error.as_deref()])
+            .map(|_| ())
+        })
+    }
+}
+
+impl State {
+    /// Keeps a persona from running before `until`, on top of the failure
+    /// backoff [`State::record_finish`] set (the later of the two wins): a
+    /// locked account's `Retry-After`, a refused login's longer wait.
+    pub fn hold_until(&self, persona_id: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+        let until = ts(until);
+        self.call(|c| {
+            c.prepare_cached(
+                "UPDATE runs SET next_eligible_at = ?2
+                 WHERE persona_id = ?1 AND (next_eligible_at IS NULL OR next_eligible_at < ?2)",
+            )?
+            .execute(params![persona_id, until])
             .map(|_| ())
         })
     }
@@ -241,6 +259,31 @@ mod tests {
             s.may_run("u2", t0 + chrono::Duration::minutes(11))
                 .unwrap()
                 .is_ok()
+        );
+        // A lock's Retry-After outlasts the first 5-minute backoff.
+        s.record_finish("u3", Outcome::Failed, 0, Cadence::Daily, None, t0)
+            .unwrap();
+        s.record_start("u3", "c@mana.test", "t3", t0).unwrap();
+        s.record_finish("u3", Outcome::Failed, 0, Cadence::Daily, Some("locked"), t0)
+            .unwrap();
+        s.hold_until("u3", t0 + chrono::Duration::minutes(30))
+            .unwrap();
+        assert!(
+            s.may_run("u3", t0 + chrono::Duration::minutes(29))
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            s.may_run("u3", t0 + chrono::Duration::minutes(31))
+                .unwrap()
+                .is_ok()
+        );
+        s.hold_until("u3", t0).unwrap();
+        assert!(
+            s.may_run("u3", t0 + chrono::Duration::minutes(29))
+                .unwrap()
+                .is_err(),
+            "an earlier hold does not shorten a later one"
         );
         s.record_finish("u2", Outcome::Ok, 3, Cadence::Daily, None, t0)
             .unwrap();

@@ -5,6 +5,7 @@
 //!   failure backoff, so no persona burns LLM money in a loop);
 //! - [`ledger`]: each persona tick's transcript, pruned by age;
 //! - [`summary`]: each persona tick's summary, kept much longer (reports).
+//! - [`lock`]: one process per state directory (an OS file lock).
 //!
 //! Why SQLite: a transaction makes "the batch is queued" atomic, and an
 //! operator can read all of it with `sqlite3`. Statements on a persona tick's
@@ -13,6 +14,7 @@
 
 pub mod error_class;
 pub mod ledger;
+pub mod lock;
 pub mod memory;
 pub mod outbox;
 pub mod summary;
@@ -97,6 +99,10 @@ impl State {
             path: path.clone(),
             source,
         };
+        private_files(&path).map_err(|e| StateError::Dir {
+            path: dir.to_path_buf(),
+            message: format!("cannot make state.db private (0600): {e}"),
+        })?;
         let mut conn = Connection::open(&path).map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
@@ -122,6 +128,28 @@ impl State {
             source,
         })
     }
+}
+
+/// `state.db` is created 0600 (and an older one made so, with its WAL and
+/// SHM files): it holds error texts and transcripts, which are redacted but
+/// still the operator's business alone. SQLite gives the WAL and SHM files
+/// the database file's mode when it creates them.
+fn private_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Now, as stored in the state database (RFC 3339 UTC).

@@ -24,9 +24,14 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The internal endpoint path below the prefix.
-    pub fn path(&self) -> String {
-        format!("/{}/{}", self.persona_id, self.kind)
+    /// The internal endpoint path below the prefix (refused for a persona id
+    /// that is not a plain id: see [`crate::http::id_segment`]).
+    pub fn path(&self) -> Result<String, crate::http::HttpError> {
+        Ok(format!(
+            "/{}/{}",
+            crate::http::id_segment("POST", &self.persona_id)?,
+            self.kind
+        ))
     }
 }
 
@@ -107,7 +112,7 @@ impl State {
         self.call(|c| {
             c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                params![id, error],
+                params![id, crate::redact::redact(error)],
             )
             .map(|_| ())
         })
@@ -118,7 +123,7 @@ impl State {
         self.call(|c| {
             c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, dead = 1 WHERE id = ?1",
-                params![id, error],
+                params![id, crate::redact::redact(error)],
             )
             .map(|_| ())
         })

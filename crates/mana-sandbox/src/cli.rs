@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
+use crate::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, OrgsBearer, Sandbox, SandboxOptions};
 
 /// Secret files are tiny; a larger one is a wrong path (e.g. `/dev/zero`).
 const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
@@ -39,6 +39,34 @@ pub struct SandboxArgs {
     /// Added to every LLM response (benchmarks, overlap tests).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub llm_latency_ms: u64,
+    /// Enforce mana-mcp's policy gate: at most 30 calls per 60 s per tool per user.
+    #[arg(long)]
+    pub mcp_policy_gate: bool,
+    /// Lifetime of the JWT (`accessToken`) a login hands out: `2s`, `15m`, `1h`.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    pub jwt_ttl: std::time::Duration,
+    /// Which bearer the organization list accepts: the session token (mana-auth's
+    /// bearer plugin) or only the JWT (a gateway that exchanges it).
+    #[arg(long, value_enum, default_value_t = OrgsBearer::Session)]
+    pub orgs_bearer: OrgsBearer,
+}
+
+/// `500ms`, `2s`, `15m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with ms, s, m or h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// Reads a secret file: trimmed, non-empty, bounded.
@@ -83,6 +111,9 @@ impl SandboxArgs {
             )?,
             seed: self.seed,
             llm_latency_ms: self.llm_latency_ms,
+            mcp_policy_gate: self.mcp_policy_gate,
+            jwt_ttl: self.jwt_ttl,
+            orgs_bearer: self.orgs_bearer,
             ..SandboxOptions::default()
         })
     }

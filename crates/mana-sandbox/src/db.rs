@@ -30,6 +30,24 @@ CREATE TABLE IF NOT EXISTS sessions (
     token   TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE
 );
+-- Every login attempt, so tests can count them per persona and tick.
+CREATE TABLE IF NOT EXISTS login_attempts (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    email   TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    -- ok | invalid_credentials | account_locked | email_not_verified
+    outcome TEXT NOT NULL
+);
+-- The platform's lockout: failures in a row, and until when the account is locked.
+CREATE TABLE IF NOT EXISTS login_locks (
+    email        TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL DEFAULT 0,
+    locked_until TEXT
+);
+-- Accounts not stamped as personas (login answers 403 EMAIL_NOT_VERIFIED).
+CREATE TABLE IF NOT EXISTS unverified_emails (
+    email TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS spaces (
     id       TEXT PRIMARY KEY,
     name     TEXT NOT NULL,
@@ -121,6 +139,30 @@ impl Db {
         })
         .ok()
         .flatten()
+    }
+
+    /// How many logins were tried for `email` (any outcome).
+    pub fn login_attempts(&self, email: &str) -> i64 {
+        self.call(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM login_attempts WHERE email = ?1",
+                params![email],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(-1)
+    }
+
+    /// Marks `email` as (not) verified: an unverified account's login
+    /// answers 403 `EMAIL_NOT_VERIFIED`, as one the platform never stamped
+    /// as a persona.
+    pub fn set_email_verified(&self, email: &str, verified: bool) {
+        let sql = if verified {
+            "DELETE FROM unverified_emails WHERE email = ?1"
+        } else {
+            "INSERT OR IGNORE INTO unverified_emails (email) VALUES (?1)"
+        };
+        let _ = self.call(|c| c.execute(sql, params![email]));
     }
 
     /// Whether `user_id` is a member of `space_id`.

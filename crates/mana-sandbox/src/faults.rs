@@ -98,6 +98,17 @@ pub enum FaultKind {
     /// fault for a writer, because a retry is a second delivery of work that
     /// already happened.
     DropAfter,
+    /// Answer with `status` and `{"received": <the request's JSON body>}`
+    /// without touching the handler: the validation error of a server that
+    /// echoes what it was sent (passwords included), as some frameworks do.
+    Echo { status: u16 },
+    /// Answer with `status` and exactly `body` (JSON) without touching the
+    /// handler: a platform whose answer the test writes itself (a due list
+    /// with a hostile entry).
+    Respond {
+        status: u16,
+        body: serde_json::Value,
+    },
     /// Each matching request, with probability `rate`, gets one of `of`
     /// (chosen uniformly; repeat an entry to weight it); the others go on to
     /// later rules. The dice come from an RNG seeded with `seed`, one per rule.
@@ -120,6 +131,8 @@ impl FaultKind {
             FaultKind::Drop => "drop".into(),
             FaultKind::SseError => "sse_error".into(),
             FaultKind::DropAfter => "drop_after".into(),
+            FaultKind::Echo { .. } => "echo".into(),
+            FaultKind::Respond { .. } => "respond".into(),
             FaultKind::Random { .. } => "random".into(),
         }
     }
@@ -354,7 +367,21 @@ pub async fn inject(State(state): State<SandboxState>, mut req: Request, next: N
             status,
             retry_after,
         }) => status_response(group, status, retry_after),
+        Some(FaultKind::Echo { status }) => {
+            let body = axum::body::to_bytes(req.into_body(), 1024 * 1024)
+                .await
+                .unwrap_or_default();
+            let received: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
+            json_response(status, serde_json::json!({ "received": received }))
+        }
+        Some(FaultKind::Respond { status, body }) => json_response(status, body),
     }
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(body)).into_response()
 }
 
 fn status_response(group: RouteGroup, status: u16, retry_after: Option<u64>) -> Response {
@@ -515,6 +542,24 @@ mod tests {
         assert_eq!(s[0].requests, 2);
         assert_eq!(s[0].faulted(), 1);
         assert_eq!(s[0].injected.get("503"), Some(&1));
+    }
+
+    #[test]
+    fn echo_and_respond_kinds_parse() {
+        let e: Fault =
+            serde_json::from_str(r#"{"route":"auth","kind":"echo","status":422}"#).unwrap();
+        assert_eq!(e.kind, FaultKind::Echo { status: 422 });
+        let r: Fault = serde_json::from_str(
+            r#"{"route":"internal","kind":"respond","status":200,"body":{"personas":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.kind,
+            FaultKind::Respond {
+                status: 200,
+                body: serde_json::json!({"personas": []})
+            }
+        );
     }
 
     #[test]

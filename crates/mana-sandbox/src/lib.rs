@@ -13,6 +13,7 @@
 //! `demo` commands; tests use it as a dev-dependency; `mana-sandbox` runs it
 //! alone.
 
+pub mod breakage;
 pub mod cli;
 pub mod db;
 pub mod faults;
@@ -23,11 +24,13 @@ pub mod platform;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use breakage::Breakage;
 pub use db::Db;
 pub use faults::{Fault, FaultKind, Faults, RouteGroup};
 
@@ -49,6 +52,29 @@ pub struct SandboxOptions {
     pub seed: u64,
     /// Added to every LLM response, for benchmarks and overlap tests.
     pub llm_latency_ms: u64,
+    /// mana-mcp's policy gate (30 calls per 60 s per tool per user), which
+    /// a deployment may run or not; off like one without it.
+    pub mcp_policy_gate: bool,
+    /// `None`: the whole tool list in one page, as mana-mcp answers. A page
+    /// size makes `tools/list` page with `nextCursor`, for client tests.
+    pub mcp_page_size: Option<usize>,
+    /// Test-only: contract behaviours to break on purpose (`breakage.rs`).
+    pub breakage: Vec<Breakage>,
+    /// Lifetime of the `accessToken` (JWT) a login hands out; the platform's
+    /// is 15 minutes. Short values let tests outlive a JWT mid-tick.
+    pub jwt_ttl: Duration,
+    /// Which bearer the organization list accepts (deployments differ).
+    pub orgs_bearer: OrgsBearer,
+}
+
+/// The bearer `GET /api/auth/organization/list` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OrgsBearer {
+    /// The session token (Better Auth's bearer plugin), as mana-auth does.
+    #[default]
+    Session,
+    /// Only the JWT, as behind a gateway that exchanges it.
+    Jwt,
 }
 
 impl Default for SandboxOptions {
@@ -60,6 +86,11 @@ impl Default for SandboxOptions {
             service_key: DEV_SERVICE_KEY.to_string(),
             seed: 42,
             llm_latency_ms: 0,
+            mcp_policy_gate: false,
+            mcp_page_size: None,
+            breakage: Vec::new(),
+            jwt_ttl: Duration::from_secs(15 * 60),
+            orgs_bearer: OrgsBearer::Session,
         }
     }
 }
@@ -70,6 +101,9 @@ pub struct SandboxState {
     pub db: Db,
     pub faults: Faults,
     pub opts: Arc<SandboxOptions>,
+    /// The HS256 key of the JWTs this sandbox signs; drawn at start, so a
+    /// restarted sandbox rejects the tokens of the last one, like a key rotation.
+    pub jwt_key: Arc<[u8; 32]>,
 }
 
 /// A running sandbox. Dropping it does not stop it; call [`Sandbox::shutdown`].
@@ -91,6 +125,7 @@ impl Sandbox {
             db,
             faults: Faults::default(),
             opts: Arc::new(opts),
+            jwt_key: Arc::new(rand::random()),
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.opts.port))
             .await
@@ -131,6 +166,18 @@ impl Sandbox {
         &self.state.db
     }
 
+    /// An admin account's `accessToken`, valid for `ttl` (`Duration::ZERO`:
+    /// already expired), as an operator would get it from a login.
+    pub fn admin_access_token(&self, ttl: Duration) -> String {
+        platform::auth::issue_access_token(
+            &self.state,
+            "admin0000000000000000000000000000",
+            "admin@mana.test",
+            "admin",
+            ttl,
+        )
+    }
+
     /// The lines an operator pastes into a shell to point the runner here.
     pub fn export_lines(&self) -> Vec<String> {
         let u = self.url();
@@ -150,13 +197,18 @@ impl Sandbox {
     }
 }
 
-/// The whole sandbox as one axum router, fault injection in front.
+/// The whole sandbox as one axum router, fault injection in front (and the
+/// test-only breakages behind it).
 pub fn router(state: SandboxState) -> Router {
     Router::new()
         .merge(platform::router(state.clone()))
         .merge(llm::router(state.clone()))
         .merge(mcp::router(state.clone()))
         .merge(faults::control_router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            breakage::apply,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::inject,

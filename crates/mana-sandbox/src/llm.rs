@@ -209,6 +209,14 @@ fn directive(system: &str, name: &str) -> bool {
     system.contains(&format!("[sandbox:{name}]"))
 }
 
+/// `[sandbox:call=NAME]`: the first turn calls the LLM-side tool NAME with
+/// `{}`, offered or not — a model that calls a tool it was never given.
+fn directive_call(system: &str) -> Option<&str> {
+    let start = system.find("[sandbox:call=")? + "[sandbox:call=".len();
+    let rest = &system[start..];
+    Some(rest[..rest.find(']')?].trim())
+}
+
 fn directive_tools(system: &str) -> Option<usize> {
     let start = system.find("[sandbox:tools=")? + "[sandbox:tools=".len();
     let rest = &system[start..];
@@ -348,6 +356,18 @@ fn main_turn(api: Api, convo: &Convo, seed: u64) -> Reply {
         &[sys.as_bytes(), &(convo.message_count as u64).to_le_bytes()],
     );
     let first = convo.message_count <= 1;
+    if let Some(name) = directive_call(sys).filter(|_| first) {
+        return Reply {
+            kind: "main",
+            pieces: vec![Piece::Tool {
+                id: tool_id(api, convo, 0, &mut rng),
+                name: name.to_string(),
+                input: json!({}),
+                truncate: false,
+            }],
+            stop: Stop::ToolUse,
+        };
+    }
     if directive(sys, "no-tools") || convo.tools.is_empty() {
         return summary(&mut rng);
     }
@@ -1294,6 +1314,7 @@ mod tests {
     fn directives_parse() {
         assert_eq!(directive_tools("x [sandbox:tools=4] y"), Some(4));
         assert_eq!(directive_tools("x"), None);
+        assert_eq!(directive_call("x [sandbox:call=me_x] y"), Some("me_x"));
         assert!(directive("a [sandbox:no-tools]", "no-tools"));
     }
 

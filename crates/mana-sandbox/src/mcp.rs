@@ -1,24 +1,28 @@
-//! The sandbox MCP server: rmcp's Streamable HTTP service at `/mcp`, with the
-//! gateway rules mana-mcp enforces in front of the TypeScript SDK (bearer
-//! token, `X-Mana-Space` membership, sessions bound to the user who opened
-//! them) and the platform's dotted tool set over per-(user, space) SQLite data.
+//! The sandbox MCP server, mana-mcp's twin: rmcp's Streamable HTTP service at
+//! `/mcp` serving the platform's 21 tools, behind a gateway that makes the
+//! transport look like mana-mcp's (the official TypeScript SDK's server plus
+//! its auth rules).
 //!
-//! Why rmcp here and not a hand-written server: the client is hand-written (see
-//! `mcp::wire`), so serving with the official Rust SDK means the client is
-//! tested against an independent implementation of the protocol, and the
-//! recorded TypeScript-SDK exchanges cover the other side.
+//! - [`gateway`]: bearer, `X-Mana-Space`, sessions bound at initialize to
+//!   their user and space, 404/403 JSON bodies, DELETE 200, SSE framed as the
+//!   TypeScript SDK frames it, priming only for ≥ 2025-11-25 sessions.
+//! - [`catalog`]: the real `tools/list` (vendored fixture), one page.
+//! - [`validate`]: zod-worded argument validation.
+//! - [`policy`]: the optional 30-per-minute gate.
+//! - [`handlers`] over [`store`]: what each tool does, per (user, space).
+//!
+//! Why rmcp underneath and not a hand-written server: the runner's client is
+//! hand-written, so the sandbox serving through the official Rust SDK tests
+//! it against an independent protocol implementation; the gateway only
+//! changes what rmcp does differently from the TypeScript SDK (see its docs).
 
-mod tools;
+mod catalog;
+mod gateway;
+mod handlers;
+mod policy;
+mod store;
+pub mod validate;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use axum::Json;
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
     Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
@@ -27,123 +31,64 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler};
+use serde_json::Value;
+
+pub use catalog::TOOLS_LIST_JSON;
+use policy::PolicyGate;
 
 use super::SandboxState;
 
-/// Tools per `tools/list` page: fewer than the tool count, so every client
-/// run exercises `nextCursor`.
-const PAGE_SIZE: usize = 8;
-
-/// Who is calling, put into the request extensions by the gateway middleware
-/// and read back by the tool handlers through rmcp's `http::request::Parts`.
-#[derive(Debug, Clone)]
+/// The (user, space) a session was opened for: put into the request
+/// extensions by the gateway, read by the tool handlers through rmcp's
+/// `http::request::Parts`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct McpCaller {
     pub user_id: String,
     pub space_id: String,
 }
 
-/// Session id → the user who opened it, learned from initialize responses.
-type Owners = Arc<Mutex<HashMap<String, String>>>;
-
-/// `/mcp`: the rmcp service behind the gateway middleware.
-pub fn router(state: SandboxState) -> Router {
-    if let Err(e) = state.db.call(|c| c.execute_batch(tools::SCHEMA)) {
+/// `/mcp`: the rmcp service behind the gateway.
+pub fn router(state: SandboxState) -> axum::Router {
+    if let Err(e) = store::init(&state.db) {
         tracing::error!(error = %e, "sandbox MCP: cannot create mcp_items");
     }
     let handler = SandboxMcp {
         state: state.clone(),
+        gate: PolicyGate::default(),
     };
-    // Answers are SSE (json_response off), as the TypeScript SDK sends them,
-    // with stateful sessions so the 404/403 session rules can be exercised.
+    // SSE answers with stateful sessions, as the TypeScript SDK server runs
+    // on the platform; no rmcp priming (the gateway primes where the SDK
+    // would) and no keep-alive comments (the SDK sends none).
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(true)
         .with_json_response(false)
-        .with_sse_keep_alive(None);
+        .with_sse_keep_alive(None)
+        .with_sse_retry(None);
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.sse_retry = None;
+    // The platform frees a session only on DELETE.
+    sessions.session_config.keep_alive = None;
     let service: StreamableHttpService<SandboxMcp, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(handler.clone()), Default::default(), config);
-    let owners: Owners = Arc::default();
-    Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(
-            (state, owners),
-            gateway,
-        ))
+        StreamableHttpService::new(move || Ok(handler.clone()), sessions.into(), config);
+    gateway::wrap(state, axum::Router::new().nest_service("/mcp", service))
 }
 
-fn deny(status: StatusCode, msg: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
-}
-
-/// The gateway rules: 401 without a valid token or a space the user belongs
-/// to, 403 for another user's session; unknown sessions fall through to rmcp,
-/// which answers 404.
-async fn gateway(
-    State((state, owners)): State<(SandboxState, Owners)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    // Owned copies: a borrow of the request (its body is not Sync) must not
-    // live across the await below.
-    let headers = req.headers().clone();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let Some(token) = header("authorization").and_then(|v| {
-        v.strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(|t| t.trim().to_string())
-    }) else {
-        return deny(StatusCode::UNAUTHORIZED, "missing bearer token");
-    };
-    let Some(user_id) = state.db.user_for_token(&token) else {
-        return deny(StatusCode::UNAUTHORIZED, "invalid or expired token");
-    };
-    let Some(space_id) = header("x-mana-space").filter(|s| !s.trim().is_empty()) else {
-        return deny(StatusCode::UNAUTHORIZED, "missing X-Mana-Space header");
-    };
-    if !state.db.is_member(&user_id, &space_id) {
-        return deny(
-            StatusCode::UNAUTHORIZED,
-            "X-Mana-Space is not a space of this user",
-        );
-    }
-    let session = header("mcp-session-id");
-    if let Some(sid) = &session {
-        let owner = owners.lock().unwrap().get(sid).cloned();
-        if owner.is_some_and(|o| o != user_id) {
-            return deny(
-                StatusCode::FORBIDDEN,
-                "this MCP session belongs to another user",
-            );
-        }
-    }
-    let is_delete = req.method() == Method::DELETE;
-    req.extensions_mut().insert(McpCaller {
-        user_id: user_id.clone(),
-        space_id,
-    });
-    let resp = next.run(req).await;
-    match (&session, resp.headers().get("mcp-session-id")) {
-        (None, Some(new)) => {
-            if let Ok(new) = new.to_str() {
-                owners.lock().unwrap().insert(new.to_string(), user_id);
-            }
-        }
-        (Some(sid), _) if is_delete && resp.status().is_success() => {
-            owners.lock().unwrap().remove(sid);
-        }
-        _ => {}
-    }
-    resp
-}
-
-/// The rmcp handler: one per session, all sharing the sandbox state.
+/// The rmcp handler: one per session, all sharing the sandbox state and the
+/// policy gate.
 #[derive(Clone)]
 struct SandboxMcp {
     state: SandboxState,
+    gate: PolicyGate,
+}
+
+/// A tool result with one text item.
+fn text_result(text: String, is_error: bool) -> CallToolResponse {
+    let content = vec![ContentBlock::text(text)];
+    if is_error {
+        CallToolResult::error(content).into()
+    } else {
+        CallToolResult::success(content).into()
+    }
 }
 
 impl ServerHandler for SandboxMcp {
@@ -153,12 +98,15 @@ impl ServerHandler for SandboxMcp {
         )
     }
 
+    /// The whole list in one page, like mana-mcp; `SandboxOptions::mcp_page_size`
+    /// pages it for tests of a client's `nextCursor` handling.
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let all = tools::definitions();
+        let all = catalog::tools();
+        let page = self.state.opts.mcp_page_size.unwrap_or(all.len()).max(1);
         let start = match request.and_then(|r| r.cursor) {
             None => 0,
             Some(c) => c
@@ -167,12 +115,15 @@ impl ServerHandler for SandboxMcp {
                 .filter(|&n| n < all.len())
                 .ok_or_else(|| ErrorData::invalid_params(format!("invalid cursor {c:?}"), None))?,
         };
-        let end = (start + PAGE_SIZE).min(all.len());
-        let mut page = ListToolsResult::with_all_items(all[start..end].to_vec());
-        page.next_cursor = (end < all.len()).then(|| end.to_string());
-        Ok(page)
+        let end = (start + page).min(all.len());
+        let mut result = ListToolsResult::with_all_items(all[start..end].to_vec());
+        result.next_cursor = (end < all.len()).then(|| end.to_string());
+        Ok(result)
     }
 
+    /// mana-mcp's order: unknown tool, argument validation (the SDK), then
+    /// inside the tool's callback the policy gate and the handler. Every
+    /// failure is an `isError` result, never a JSON-RPC error.
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
@@ -184,13 +135,38 @@ impl ServerHandler for SandboxMcp {
             .and_then(|p| p.extensions.get::<McpCaller>())
             .cloned()
             .ok_or_else(|| ErrorData::internal_error("no caller on the request", None))?;
-        let args = request.arguments.unwrap_or_default();
-        let result = match tools::call(&self.state.db, &caller, &request.name, &args) {
-            Ok(value) => CallToolResult::success(vec![ContentBlock::text(
-                serde_json::to_string_pretty(&value).unwrap_or_default(),
-            )]),
-            Err(msg) => CallToolResult::error(vec![ContentBlock::text(msg)]),
+        let name = request.name.as_ref();
+        let Some(schema) = catalog::input_schema(name) else {
+            return Ok(text_result(
+                format!("MCP error -32602: Tool {name} not found"),
+                true,
+            ));
         };
-        Ok(result.into())
+        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        let args = match validate::parse(schema, &args) {
+            Ok(Value::Object(parsed)) => parsed,
+            Ok(_) => unreachable!("an object schema parses to an object"),
+            Err(issues) => {
+                return Ok(text_result(
+                    format!(
+                        "MCP error -32602: Input validation error: Invalid arguments for tool {name}: {}",
+                        validate::render(&issues)
+                    ),
+                    true,
+                ));
+            }
+        };
+        if self.state.opts.mcp_policy_gate
+            && let Err(denied) = self.gate.admit(&caller.user_id, name)
+        {
+            return Ok(text_result(denied, true));
+        }
+        Ok(match handlers::call(&self.state.db, &caller, name, &args) {
+            Ok(value) => text_result(
+                serde_json::to_string_pretty(&value).unwrap_or_default(),
+                false,
+            ),
+            Err(reason) => text_result(format!("Tool {name} failed: {reason}"), true),
+        })
     }
 }

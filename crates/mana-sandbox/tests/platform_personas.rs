@@ -412,9 +412,13 @@ async fn delete_answers_ok_deleted_then_404_and_spares_non_personas() {
 async fn spaces_have_nanoid_ids_and_string_metadata() {
     let t = Twin::start().await;
     t.persona("a@mana.test", "daily").await;
-    let bearer = t.login_bearer("a@mana.test").await;
+    // mana-auth's organization list takes the session token (Better Auth's
+    // bearer plugin), not the JWT the login's `accessToken` holds.
+    let b = json!({"email": "a@mana.test", "password": "password-123"}).to_string();
+    let (_, login) = t.call("POST", LOGIN_PATH, Auth::None, Some(&b)).await;
+    let session = login["token"].as_str().unwrap().to_string();
     let (st, v) = t
-        .call("GET", ORGANIZATIONS_PATH, Auth::Bearer(&bearer), None)
+        .call("GET", ORGANIZATIONS_PATH, Auth::Bearer(&session), None)
         .await;
     assert_eq!(st, 200, "{v}");
     let nanoid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';

@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::auth::create_user;
-use super::{bearer, db_error, error, error_with_status, token_user, validation};
+use super::{bearer, db_error, error, validation};
 use crate::SandboxState;
 use crate::db::now_iso;
 
@@ -24,17 +24,18 @@ const CADENCES: [&str; 3] = ["daily", "weekdays", "hourly"];
 /// apps/api's auth middleware, then the routes' own role check.
 #[allow(clippy::result_large_err)] // handlers return the Response as is
 fn check_admin(s: &SandboxState, headers: &HeaderMap) -> Result<(), Response> {
-    match bearer(headers) {
-        Some(t) if t == s.opts.admin_jwt => Ok(()),
-        Some(t) if token_user(s, t).is_some() => Err((
+    // The configured development token, or an admin account's JWT; a valid
+    // JWT without the admin role is 403, anything else (expired, forged) 401.
+    if bearer(headers).is_some_and(|t| t == s.opts.admin_jwt) {
+        return Ok(());
+    }
+    match super::auth::verify_api_bearer(s, headers)? {
+        c if c.role == "admin" => Ok(()),
+        _ => Err((
             StatusCode::FORBIDDEN,
             Json(json!({"error": "Forbidden", "message": "Admin access required"})),
         )
             .into_response()),
-        _ => Err(error_with_status(
-            StatusCode::UNAUTHORIZED,
-            "Invalid or expired token",
-        )),
     }
 }
 

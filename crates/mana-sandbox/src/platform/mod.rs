@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod auth;
 pub mod internal;
+pub mod jwt;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -114,12 +115,6 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-/// The user a persona bearer belongs to, for the routes that must tell a
-/// user's token from no token at all (the admin role check).
-pub(crate) fn token_user(s: &SandboxState, token: &str) -> Option<String> {
-    s.db.user_for_token(token)
 }
 
 /// `400 {"error": "ValidationError", "details": [...]}`.
