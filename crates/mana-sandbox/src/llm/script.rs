@@ -380,6 +380,13 @@ pub fn main_turn(api: Api, convo: &Convo, style: Style) -> Reply {
         .calls
         .iter()
         .any(|c| !mentioned.contains(&args::module_of(&c.name).to_lowercase()));
+    // A day spreads over the modules: a module not used yet today comes
+    // first, then any (so `tools=N` with N ≥ the named modules uses each).
+    let mut used: std::collections::HashSet<String> = convo
+        .calls
+        .iter()
+        .map(|c| args::module_of(&c.name).to_string())
+        .collect();
     for i in 0..n {
         let wander = exact.is_none()
             && !wandered
@@ -388,7 +395,14 @@ pub fn main_turn(api: Api, convo: &Convo, style: Style) -> Reply {
             && rng.random_ratio(1, 6);
         wandered |= wander;
         let from = if wander { &opts.others } else { &pool };
+        let fresh: Vec<usize> = from
+            .iter()
+            .copied()
+            .filter(|&t| !used.contains(args::module_of(&convo.tools[t].0)))
+            .collect();
+        let from = if fresh.is_empty() { from } else { &fresh };
         let tool = from[rng.random_range(0..from.len())];
+        used.insert(args::module_of(&convo.tools[tool].0).to_string());
         let (name, mut input) = make(tool, &mut rng);
         if exact.is_none()
             && style.invalid_share > 0.0
