@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod conformance;
 pub mod daemon;
+pub mod doctor;
 pub mod exit;
 pub mod http;
 pub mod llm;

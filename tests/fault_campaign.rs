@@ -54,6 +54,10 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
     let sb = Sandbox::start(SandboxOptions {
         db_path: Some(dir.path().join("sandbox.db")),
         seed,
+        // The campaign is about faults, and 220 personas are well over
+        // apps/api's 200/min: paced, it would spend minutes waiting for
+        // windows. The budget has its own test (tests/budget.rs).
+        api_rate_limit: 0,
         ..SandboxOptions::default()
     })
     .await

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod daemon;
 #[cfg(feature = "sandbox")]
 pub mod demo;
+pub mod doctor;
 pub mod logging;
 pub mod login;
 pub mod output;
@@ -110,6 +111,8 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a deployment step by step: configuration, sign-in, MCP, keys, budget, LLM.
+    Doctor(doctor::DoctorArgs),
     /// Print the derived password of each EMAIL, one per line.
     Password(password::PasswordArgs),
     /// Check or list a persona catalog.
@@ -188,8 +191,9 @@ impl Command {
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
     match cli.command {
+        Command::Doctor(a) => doctor::run(g, a).await,
         Command::Password(a) => password::run(g, a),
-        Command::Catalog(c) => catalog::run(c),
+        Command::Catalog(c) => catalog::run(g, c).await,
         Command::Seed(a) => seed::run(g, a).await,
         Command::List(a) => admin::list(g, a).await,
         Command::Show(a) => admin::show(g, a).await,

@@ -70,6 +70,16 @@ impl Reporter {
         }
     }
 
+    /// A printer of notices (the platform's budget waits) for code that
+    /// outlives this borrow: always stderr, above the bar when there is one.
+    pub fn notices(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let bar = self.bar.clone();
+        move |s: &str| match &bar {
+            Some(b) => b.suspend(|| eprintln!("{s}")),
+            None => eprintln!("{s}"),
+        }
+    }
+
     pub fn inc(&self) {
         if let Some(b) = &self.bar {
             b.inc(1);

@@ -114,6 +114,7 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
         &a.jwt_file,
     );
     let reporter = Reporter::new(personas.len(), false);
+    admin.budget().on_wait(reporter.notices());
     // Set when the admin JWT is refused for good: the rest is not tried, and
     // the summary says which personas were done.
     let refused = AtomicBool::new(false);

@@ -155,12 +155,16 @@ pub async fn once(
     stop: &Shutdown,
 ) -> anyhow::Result<TickSummary> {
     let reporter = std::sync::OnceLock::<Reporter>::new();
+    let budget = r.internal.budget();
+    budget.on_wait(|s: &str| eprintln!("{s}"));
     let summary = tick::run_once(
         r,
         opts,
         stop,
         &|n| {
-            let _ = reporter.set(Reporter::new(n, json));
+            let rp = Reporter::new(n, json);
+            budget.on_wait(rp.notices());
+            let _ = reporter.set(rp);
         },
         &|rep| {
             if let Some(rp) = reporter.get() {
@@ -261,6 +265,15 @@ fn print_summary(s: &TickSummary) {
     );
     for sk in &s.skipped {
         println!("  skipped {}: {}", sk.persona, sk.reason);
+    }
+    if s.api_waits > 0 || s.api_rate_limited > 0 {
+        println!(
+            "  platform request budget: waited {} time{}, {} answer{} 429",
+            s.api_waits,
+            if s.api_waits == 1 { "" } else { "s" },
+            s.api_rate_limited,
+            if s.api_rate_limited == 1 { "" } else { "s" },
+        );
     }
     if s.outbox_delivered > 0 || s.outbox_pending > 0 {
         println!(

@@ -168,6 +168,16 @@ pub const KEYS: &[Key] = &[
         "daemon: on SIGTERM, how long in-flight personas may finish before they are cancelled"
     ),
     key!(
+        "api_rate_limit_per_min",
+        ["API_RATE_LIMIT_PER_MIN"],
+        Some("200"),
+        Kind::Int {
+            min: 0,
+            max: 1_000_000
+        },
+        "apps/api requests per window (the platform's budget, 200/min); requests wait for it; the server's X-RateLimit-* headers win; 0 = do not pace"
+    ),
+    key!(
         "concurrency",
         ["PERSONA_CONCURRENCY"],
         Some("2"),

@@ -113,6 +113,8 @@ pub struct Config {
     pub tick_interval: Duration,
     pub shutdown_grace: Duration,
     pub concurrency: usize,
+    /// apps/api requests per window; 0 = do not pace.
+    pub api_rate_limit_per_min: u32,
     pub paused: bool,
     pub production: bool,
     pub state_dir: PathBuf,
@@ -268,6 +270,7 @@ impl Config {
             tick_interval: Duration::from_millis(p.int("tick_interval_ms")),
             shutdown_grace: Duration::from_millis(p.int("shutdown_grace_ms")),
             concurrency: p.int("concurrency") as usize,
+            api_rate_limit_per_min: p.int("api_rate_limit_per_min") as u32,
             paused: p.bool("paused"),
             production: p.bool("production"),
             state_dir: p
@@ -347,6 +350,7 @@ impl Config {
             "tick_interval_ms" => self.tick_interval.as_millis() as u64,
             "shutdown_grace_ms" => self.shutdown_grace.as_millis() as u64,
             "concurrency" => self.concurrency as u64,
+            "api_rate_limit_per_min" => self.api_rate_limit_per_min.into(),
             "max_turns" => self.max_turns.into(),
             "max_tool_calls" => self.max_tool_calls.into(),
             "persona_timeout_secs" => self.persona_timeout.as_secs(),

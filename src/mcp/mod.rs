@@ -267,17 +267,30 @@ impl McpSession {
     /// effort. By reference: a persona-tick holds its sessions shared with
     /// the tool calls, and closes each once they are done.
     pub async fn close(&self) {
-        let headers = self.state.lock().await.headers.clone();
-        if headers.session_id.is_none() {
-            return; // a stateless server: nothing to end
-        }
-        match self.ep.delete(&headers, self.cfg.call_timeout).await {
-            Ok(s) if (200..300).contains(&s) || s == 404 || s == 405 => {
+        match self.end().await {
+            Ok(None) => {} // a stateless server: nothing to end
+            Ok(Some(s)) if (200..300).contains(&s) || s == 404 || s == 405 => {
                 tracing::debug!(path = %self.ep.path, status = s, "MCP session closed");
             }
-            Ok(s) => tracing::warn!(path = %self.ep.path, status = s, "MCP session DELETE refused"),
+            Ok(Some(s)) => {
+                tracing::warn!(path = %self.ep.path, status = s, "MCP session DELETE refused")
+            }
             Err(e) => tracing::warn!(path = %self.ep.path, error = %e, "MCP session DELETE failed"),
         }
+    }
+
+    /// DELETE the session and say how the server answered: `None` when the
+    /// server gave no session id (stateless), else the status (`doctor`
+    /// shows it; [`McpSession::close`] only logs it).
+    pub async fn end(&self) -> Result<Option<u16>, String> {
+        let headers = self.state.lock().await.headers.clone();
+        if headers.session_id.is_none() {
+            return Ok(None);
+        }
+        self.ep
+            .delete(&headers, self.cfg.call_timeout)
+            .await
+            .map(Some)
     }
 
     fn next_id(&self) -> i64 {

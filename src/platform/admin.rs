@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{join, send_json};
+use super::budget::Budget;
+use super::{join, send_json_paced};
 use crate::http::{HttpError, RetryPolicy};
 
 /// apps/api layout; the older mana-auth layout is `/api/v1/admin/personas`.
@@ -106,6 +107,8 @@ pub struct AdminClient {
     /// Where the JWT came from, when it came from a file.
     jwt_file: Option<PathBuf>,
     retry: RetryPolicy,
+    /// The process's pacer for this apps/api (shared by every client of it).
+    budget: Budget,
 }
 
 impl AdminClient {
@@ -122,7 +125,13 @@ impl AdminClient {
             jwt: Arc::new(RwLock::new(jwt)),
             jwt_file: None,
             retry,
+            budget: Budget::for_url(base),
         }
+    }
+
+    /// The request budget this client draws from.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The JWT came from `path`: on a 401 it is read again, and the request
@@ -179,22 +188,26 @@ impl AdminClient {
         mut on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<T, HttpError> {
         let used = self.current_jwt();
-        let first = send_json(
+        let first = send_json_paced(
+            Some(&self.budget),
             &self.retry,
             method,
             url,
             || build(used.expose_secret()),
+            HttpError::is_transient,
             &mut on_retry,
         )
         .await;
         match first {
             Err(e) if is_jwt_refused(&e) => match self.reread(&used) {
                 Some(fresh) => {
-                    send_json(
+                    send_json_paced(
+                        Some(&self.budget),
                         &self.retry,
                         method,
                         url,
                         || build(fresh.expose_secret()),
+                        HttpError::is_transient,
                         &mut on_retry,
                     )
                     .await

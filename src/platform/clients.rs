@@ -10,12 +10,21 @@ use crate::config::{Config, Need};
 use crate::http::RetryPolicy;
 use crate::platform::admin::AdminClient;
 use crate::platform::auth::AuthClient;
+use crate::platform::budget::Budget;
 use crate::platform::internal::InternalClient;
 
 /// Platform calls are small JSON requests: fail fast on connect, allow a slow
 /// server 30 s.
 pub fn http() -> reqwest::Client {
     crate::http::client(Duration::from_secs(5), Duration::from_secs(30))
+}
+
+/// The process's pacer for the configured apps/api, set to the configured
+/// budget (`API_RATE_LIMIT_PER_MIN`). Admin and internal clients draw from it.
+pub fn budget(cfg: &Config) -> Budget {
+    let b = Budget::for_url(cfg.platform_api_base());
+    b.configure(cfg.api_rate_limit_per_min);
+    b
 }
 
 pub fn auth(cfg: &Config) -> AuthClient {
@@ -36,6 +45,7 @@ pub fn admin(cfg: &Config, jwt: Option<SecretString>) -> anyhow::Result<AdminCli
             )
         }
     };
+    budget(cfg);
     Ok(AdminClient::new(
         http(),
         cfg.platform_api_base(),
@@ -48,6 +58,7 @@ pub fn admin(cfg: &Config, jwt: Option<SecretString>) -> anyhow::Result<AdminCli
 
 pub fn internal(cfg: &Config) -> anyhow::Result<InternalClient> {
     cfg.require(&[Need::ServiceKey])?;
+    budget(cfg);
     Ok(InternalClient::new(
         http(),
         cfg.platform_api_base(),

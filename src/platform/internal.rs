@@ -7,7 +7,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{join, send_json};
+use super::budget::Budget;
+use super::{join, send_json_paced};
 use crate::catalog::Cadence;
 use crate::http::{HttpError, RetryPolicy};
 
@@ -114,6 +115,8 @@ pub struct InternalClient {
     root: String,
     key: SecretString,
     retry: RetryPolicy,
+    /// The process's pacer for this apps/api (shared by every client of it).
+    budget: Budget,
 }
 
 impl InternalClient {
@@ -129,12 +132,19 @@ impl InternalClient {
             root: join(base, prefix).trim_end_matches('/').to_string(),
             key,
             retry,
+            budget: Budget::for_url(base),
         }
+    }
+
+    /// The request budget this client draws from.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     pub async fn due(&self) -> Result<DueResponse, HttpError> {
         let url = format!("{}/due", self.root);
-        send_json(
+        send_json_paced(
+            Some(&self.budget),
             &self.retry,
             "GET",
             &url,
@@ -143,6 +153,7 @@ impl InternalClient {
                     .get(&url)
                     .header("x-service-key", self.key.expose_secret())
             },
+            HttpError::is_transient,
             |_, _| {},
         )
         .await
@@ -188,7 +199,8 @@ impl InternalClient {
     ) -> Result<WriteResponse, HttpError> {
         let url = format!("{}{}", self.root, rest);
         let body = bytes::Bytes::from(body);
-        send_json(
+        send_json_paced(
+            Some(&self.budget),
             &self.retry,
             "POST",
             &url,
@@ -199,6 +211,7 @@ impl InternalClient {
                     .header("content-type", "application/json")
                     .body(body.clone())
             },
+            HttpError::is_transient,
             on_retry,
         )
         .await

@@ -2,10 +2,12 @@
 //! of its endpoints (the sandbox crate has its own, written from the contract):
 //! - [`auth`]: mana-auth login and the persona's spaces;
 //! - [`admin`]: seed, list, show, delete personas (admin JWT);
-//! - [`internal`]: due personas, action and feedback batches (service key).
+//! - [`internal`]: due personas, action and feedback batches (service key);
+//! - [`budget`]: the pacer every apps/api request goes through.
 
 pub mod admin;
 pub mod auth;
+pub mod budget;
 pub mod clients;
 pub mod internal;
 pub mod jwt;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use self::budget::Budget;
 use crate::http::{HttpError, RetryPolicy, status_error};
 
 /// Sends a request built by `build` and decodes a 2xx JSON body, retrying
@@ -45,13 +48,55 @@ pub(crate) async fn send_json_if<T: DeserializeOwned>(
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
     retry_if: impl Fn(&HttpError) -> bool,
+    on_retry: impl FnMut(&HttpError, Duration),
+) -> Result<T, HttpError> {
+    send_json_paced(None, policy, method, url, build, retry_if, on_retry).await
+}
+
+/// [`send_json_if`] through the request budget of apps/api: every attempt
+/// waits for a slot, every answer's `X-RateLimit-*` headers feed the pacer,
+/// and a 429 with the budget's headers waits for the window's reset and is
+/// sent again without spending one of `policy`'s attempts (it is the
+/// platform's pace, not a failure), at most [`budget::MAX_429_WAITS`] times
+/// in a row.
+pub(crate) async fn send_json_paced<T: DeserializeOwned>(
+    budget: Option<&Budget>,
+    policy: &RetryPolicy,
+    method: &str,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    retry_if: impl Fn(&HttpError) -> bool,
     mut on_retry: impl FnMut(&HttpError, Duration),
 ) -> Result<T, HttpError> {
+    let send = || async {
+        let mut waits = 0;
+        loop {
+            let slot = match budget {
+                Some(b) => Some(b.acquire().await),
+                None => None,
+            };
+            let resp = build()
+                .send()
+                .await
+                .map_err(|e| HttpError::from_reqwest(method, url, &e))?;
+            let Some(b) = budget else { return Ok(resp) };
+            // Only the budget's own 429 (it carries X-RateLimit-Reset) is
+            // waited out here; any other 429 (a proxy's) takes the retry path.
+            if resp.status().as_u16() == 429
+                && budget::parse_headers(resp.headers()).is_some()
+                && waits < budget::MAX_429_WAITS
+            {
+                b.limited(resp.headers());
+                waits += 1;
+                drop(slot);
+                continue;
+            }
+            b.observe(resp.headers());
+            return Ok(resp);
+        }
+    };
     let once = || async {
-        let resp = build()
-            .send()
-            .await
-            .map_err(|e| HttpError::from_reqwest(method, url, &e))?;
+        let resp = send().await?;
         if !resp.status().is_success() {
             return Err(status_error(method, url, resp).await);
         }

@@ -68,57 +68,56 @@ pub struct Settings {
     pub tools: tool_policy::ToolPolicy,
 }
 
+/// The configured provider's client (key, base URL, model; the provider's
+/// default model when none is configured): for the runner and `doctor`.
+pub fn llm_client(cfg: &Config, retry: RetryPolicy) -> Arc<dyn LlmClient> {
+    // LLM streams can run for minutes; the per-persona deadline bounds them.
+    let llm_http = crate::http::client(Duration::from_secs(10), Duration::from_secs(300));
+    match cfg.llm_provider {
+        Provider::Anthropic => Arc::new(AnthropicClient::new(
+            llm_http,
+            AnthropicConfig {
+                base_url: cfg.anthropic_base_url.clone(),
+                api_key: cfg
+                    .anthropic_api_key
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from(String::new())),
+                model: cfg
+                    .llm_model
+                    .clone()
+                    .unwrap_or_else(|| crate::llm::anthropic::DEFAULT_MODEL.to_string()),
+                retry,
+            },
+        )),
+        Provider::OpenAi => Arc::new(OpenAiClient::new(
+            llm_http,
+            OpenAiConfig {
+                base_url: cfg.openai_base_url.clone(),
+                api_key: cfg.openai_api_key.clone(),
+                model: cfg
+                    .llm_model
+                    .clone()
+                    .unwrap_or_else(|| "gpt-4o-mini".to_string()),
+                retry,
+            },
+        )),
+    }
+}
+
 impl Runner {
     /// Builds every client from `cfg`; refuses (listing every problem) what a
     /// tick cannot run without.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Runner> {
         cfg.require(&[Need::ServiceKey, Need::LlmKey, Need::SeedSecret])?;
-        // LLM streams can run for minutes; the per-persona deadline bounds them.
-        let llm_http = crate::http::client(Duration::from_secs(10), Duration::from_secs(300));
         let retry = RetryPolicy::default();
         // At every start (tick, daemon, reload): a retired model fails
         // every request, so say so before the first persona pays for it.
-        let model = match cfg.llm_provider {
-            Provider::Anthropic => cfg
-                .llm_model
-                .as_deref()
-                .unwrap_or(crate::llm::anthropic::DEFAULT_MODEL),
-            Provider::OpenAi => cfg.llm_model.as_deref().unwrap_or_default(),
-        };
+        let llm = llm_client(cfg, retry);
         if let Some(w) =
-            crate::llm::models::deprecation_warning(model, chrono::Utc::now().date_naive())
+            crate::llm::models::deprecation_warning(llm.model(), chrono::Utc::now().date_naive())
         {
             tracing::warn!("{w}");
         }
-        let llm: Arc<dyn LlmClient> = match cfg.llm_provider {
-            Provider::Anthropic => Arc::new(AnthropicClient::new(
-                llm_http,
-                AnthropicConfig {
-                    base_url: cfg.anthropic_base_url.clone(),
-                    api_key: cfg
-                        .anthropic_api_key
-                        .clone()
-                        .unwrap_or_else(|| SecretString::from(String::new())),
-                    model: cfg
-                        .llm_model
-                        .clone()
-                        .unwrap_or_else(|| crate::llm::anthropic::DEFAULT_MODEL.to_string()),
-                    retry,
-                },
-            )),
-            Provider::OpenAi => Arc::new(OpenAiClient::new(
-                llm_http,
-                OpenAiConfig {
-                    base_url: cfg.openai_base_url.clone(),
-                    api_key: cfg.openai_api_key.clone(),
-                    model: cfg
-                        .llm_model
-                        .clone()
-                        .unwrap_or_else(|| "gpt-4o-mini".to_string()),
-                    retry,
-                },
-            )),
-        };
         let state = State::open(&cfg.state_dir)?;
         Ok(Runner {
             auth: clients::auth(cfg),

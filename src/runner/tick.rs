@@ -103,6 +103,11 @@ pub struct TickSummary {
     pub outbox_delivered: usize,
     /// Batches still waiting after this tick.
     pub outbox_pending: u64,
+    /// Times an apps/api request of this tick waited for the platform's
+    /// request budget, and answers that were 429 anyway (waited out, not
+    /// failures).
+    pub api_waits: u64,
+    pub api_rate_limited: u64,
     /// A stop (SIGTERM, Ctrl-C) ended the tick before the due list was read:
     /// nothing ran.
     pub interrupted: bool,
@@ -227,6 +232,7 @@ pub async fn run_once(
     on_done: &(dyn Fn(&PersonaReport) + Sync),
 ) -> Result<TickSummary, DueError> {
     let started = Instant::now();
+    let budget_before = r.internal.budget().stats();
     let now = chrono::Utc::now();
     if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger");
@@ -397,6 +403,9 @@ pub async fn run_once(
     summary.reports = reports;
     summary.outbox_pending = r.state.pending_count().unwrap_or(0);
     r.metrics.set_outbox_pending(summary.outbox_pending);
+    let budget_after = r.internal.budget().stats();
+    summary.api_waits = budget_after.waits - budget_before.waits;
+    summary.api_rate_limited = budget_after.limited - budget_before.limited;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }

@@ -115,6 +115,10 @@ impl Bin {
             ("MANA_ADMIN_JWT", admin_jwt.to_string()),
             ("MANA_SERVICE_KEY", service_key.to_string()),
             ("PERSONA_SEED_SECRET", seed_secret.to_string()),
+            // The campaign's sandbox runs without apps/api's budget; the
+            // client must not pace itself to the 200/min prior either (220
+            // personas plus retries would wait for windows, not faults).
+            ("API_RATE_LIMIT_PER_MIN", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

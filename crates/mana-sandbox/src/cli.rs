@@ -39,6 +39,13 @@ pub struct SandboxArgs {
     /// Added to every LLM response (benchmarks, overlap tests).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub llm_latency_ms: u64,
+    /// apps/api's request budget per window on the admin and internal routes,
+    /// like the platform's (200/min); 0 switches it off.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub api_rate_limit: u32,
+    /// The budget's window in seconds (the platform: 60).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub api_rate_window: u64,
     /// Enforce mana-mcp's policy gate: at most 30 calls per 60 s per tool per user.
     #[arg(long)]
     pub mcp_policy_gate: bool,
@@ -122,6 +129,8 @@ impl SandboxArgs {
             )?,
             seed: self.seed,
             llm_latency_ms: self.llm_latency_ms,
+            api_rate_limit: self.api_rate_limit,
+            api_rate_window: std::time::Duration::from_secs(self.api_rate_window),
             mcp_policy_gate: self.mcp_policy_gate,
             jwt_ttl: self.jwt_ttl,
             orgs_bearer: self.orgs_bearer,
@@ -141,6 +150,13 @@ pub async fn serve(a: &SandboxArgs, banner: &str) -> anyhow::Result<()> {
         "  mana-auth, apps/api, mana-mcp ({}/mcp) and the LLM all answer there.",
         sb.url()
     );
+    match sb.state.opts.api_rate_limit {
+        0 => println!("  apps/api request budget: off (--api-rate-limit 0)"),
+        n => println!(
+            "  apps/api request budget: {n} per {} s, like the platform (--api-rate-limit 0 switches it off)",
+            sb.state.opts.api_rate_window.as_secs()
+        ),
+    }
     match &sb.state.opts.db_path {
         Some(p) => println!(
             "  database: {} (sqlite3 {} 'select * from persona_actions')",

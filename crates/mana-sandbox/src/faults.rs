@@ -327,7 +327,7 @@ fn roll(rng: &mut StdRng, rate: f64, of: &[FaultKind]) -> Option<FaultKind> {
 
 /// A path with its id segments (UUIDs and the like) replaced by `:id`, so
 /// every persona's `/…/actions` lands on one endpoint.
-fn normalise_path(path: &str) -> String {
+pub(crate) fn normalise_path(path: &str) -> String {
     path.split('/')
         .map(|seg| {
             let idish = seg.len() >= 16

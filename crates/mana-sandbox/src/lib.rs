@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use breakage::Breakage;
 pub use db::Db;
 pub use faults::{Fault, FaultKind, Faults, RouteGroup};
+pub use platform::ratelimit::{LimitReport, LimitStats, RateLimiter};
 
 /// The sandbox's well-known development credentials. They are not secrets: they
 /// only open the sandbox, which listens on loopback.
@@ -52,6 +53,11 @@ pub struct SandboxOptions {
     pub seed: u64,
     /// Added to every LLM response, for benchmarks and overlap tests.
     pub llm_latency_ms: u64,
+    /// apps/api's request budget per window on the admin and internal routes
+    /// (the platform: 200); 0 switches the limit off.
+    pub api_rate_limit: u32,
+    /// The budget's window (the platform: 60 s); tests shorten it.
+    pub api_rate_window: Duration,
     /// mana-mcp's policy gate (30 calls per 60 s per tool per user), which
     /// a deployment may run or not; off like one without it.
     pub mcp_policy_gate: bool,
@@ -93,6 +99,8 @@ impl Default for SandboxOptions {
             service_key: DEV_SERVICE_KEY.to_string(),
             seed: 42,
             llm_latency_ms: 0,
+            api_rate_limit: 200,
+            api_rate_window: Duration::from_secs(60),
             mcp_policy_gate: false,
             mcp_page_size: None,
             breakage: Vec::new(),
@@ -109,6 +117,8 @@ impl Default for SandboxOptions {
 pub struct SandboxState {
     pub db: Db,
     pub faults: Faults,
+    /// apps/api's request budget and its tallies.
+    pub ratelimit: RateLimiter,
     pub opts: Arc<SandboxOptions>,
     /// The HS256 key of the JWTs this sandbox signs; drawn at start, so a
     /// restarted sandbox rejects the tokens of the last one, like a key rotation.
@@ -133,6 +143,7 @@ impl Sandbox {
         let state = SandboxState {
             db,
             faults: Faults::default(),
+            ratelimit: RateLimiter::default(),
             opts: Arc::new(opts),
             jwt_key: Arc::new(rand::random()),
         };
@@ -173,6 +184,11 @@ impl Sandbox {
 
     pub fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// apps/api's requests and 429s so far.
+    pub fn rate_limit_report(&self) -> LimitReport {
+        self.state.ratelimit.report()
     }
 
     /// An admin account's `accessToken`, valid for `ttl` (`Duration::ZERO`:

@@ -1,7 +1,8 @@
 //! The platform half of the sandbox, one file per service as the platform has
 //! them: [`auth`] (mana-auth: register, login, organization list), [`admin`]
 //! (apps/api's persona admin, admin JWT) and [`internal`] (apps/api's runner
-//! endpoints, service key).
+//! endpoints, service key); [`ratelimit`] is apps/api's request budget in
+//! front of the last two (never in front of mana-auth's routes).
 //!
 //! Every shape here follows `contract/mana-platform.md` (vendored facts in the
 //! doc comments), never the runner's client: the sandbox has its own wire
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod auth;
 pub mod internal;
 pub mod jwt;
+pub mod ratelimit;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,14 +48,22 @@ pub fn router(state: SandboxState) -> Router {
             .route("/{id}/actions", post(internal::actions))
             .route("/{id}/feedback", post(internal::feedback))
     };
-    Router::new()
-        .route(LOGIN_PATH, post(auth::login))
-        .route(REGISTER_PATH, post(auth::register))
-        .route(ORGANIZATIONS_PATH, get(auth::organizations))
+    // apps/api's routes share one request budget (admin and internal alike).
+    let api = Router::new()
         .nest(ADMIN_PREFIX, admin_routes())
         .nest(LEGACY_ADMIN_PREFIX, admin_routes())
         .nest(INTERNAL_PREFIX, internal_routes())
         .nest(LEGACY_INTERNAL_PREFIX, internal_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ));
+    Router::new()
+        .route(LOGIN_PATH, post(auth::login))
+        .route(REGISTER_PATH, post(auth::register))
+        .route(ORGANIZATIONS_PATH, get(auth::organizations))
+        .route("/__sandbox/ratelimit", get(ratelimit::report))
+        .merge(api)
         .with_state(state)
 }
 
