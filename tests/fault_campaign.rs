@@ -152,13 +152,20 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
         );
         // The due list itself can stay unreachable through every retry (it is
         // faulted like the rest): a whole tick that fails, exit 1 with the
-        // reason on stderr and no summary. Nothing ran, so nothing to verify
-        // beyond the reason; the outbox drain before it is checked at the end.
-        if f.code == Some(1) && f.stdout.trim().is_empty() {
+        // reason and no summary — under --json the fatal error is the JSON
+        // object `{"error", "exitCode"}` on stdout. Nothing ran, so nothing to
+        // verify beyond the reason; the outbox drain before it is checked at
+        // the end.
+        let fatal = serde_json::from_str::<serde_json::Value>(f.stdout.trim())
+            .ok()
+            .filter(|v| v.get("exitCode").is_some())
+            .map(|v| v["error"].as_str().unwrap_or_default().to_string());
+        if f.code == Some(1) && (f.stdout.trim().is_empty() || fatal.is_some()) {
+            let reason = format!("{}{}", fatal.unwrap_or_default(), f.stderr);
             assert!(
-                f.stderr.contains("cannot fetch the due personas"),
+                reason.contains("cannot fetch the due personas"),
                 "run {run}: exit 1 without a summary must say why\n{}",
-                campaign::tail(&f.stderr, 3000)
+                campaign::tail(&reason, 3000)
             );
             eprintln!("run {run}: the due list stayed unreachable; the tick failed as a whole");
             due_failures += 1;

@@ -1090,7 +1090,8 @@ async fn initialize_and_tools_list_answered_500_are_retried() {
             .sum()
     };
     sb.faults().fail(RouteGroup::Mcp, 500, 2);
-    let session = connect(&c, JWT, SPACE)
+    let jwt = token(&sb, "u1");
+    let session = connect(&c, &jwt, SPACE)
         .await
         .expect("initialize is retried past two 500s");
     // initialize ×3 (two 500s), notifications/initialized ×1.

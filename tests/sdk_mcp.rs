@@ -96,9 +96,12 @@ async fn persona_sandbox() -> (Sandbox, String, String) {
         .or(login["token"].as_str())
         .unwrap_or_else(|| panic!("no token in {login}"))
         .to_string();
+    // The space list takes the session token (mana-auth's bearer plugin);
+    // MCP takes only the JWT.
+    let session_token = login["token"].as_str().unwrap_or_default().to_string();
     let orgs: Value = http
         .get(format!("{}/api/auth/organization/list", sb.url()))
-        .bearer_auth(&token)
+        .bearer_auth(&session_token)
         .send()
         .await
         .unwrap()

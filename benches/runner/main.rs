@@ -469,13 +469,14 @@ async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
     let c = cost::report(&m.fixture.sb, m.ticks.len())?;
     let t = &c["perPersonaTick"];
     println!(
-        "cost: {:.1} % of main-turn input bytes (turn ≥ 2) before the last breakpoint; per persona-tick: input {:.0}, cache read {:.0}, cache write {:.0}, output {:.0} tokens ({:.1} requests)",
-        f(&c["cachedPrefixShare"]) * 100.0,
+        "cost: {:.1} % of main-turn input tokens (turn ≥ 2) read from the cache; per persona-tick: input {:.0}, cache read {:.0}, cache write {:.0}, output {:.0} tokens ({:.1} requests), {:.2} cents at Sonnet prices",
+        f(&c["cachedTokenShare"]) * 100.0,
         f(&t["all"]["input"]),
         f(&t["all"]["cacheRead"]),
         f(&t["all"]["cacheWrite"]),
         f(&t["all"]["output"]),
         f(&t["all"]["requests"]),
+        f(&c["centsPerPersonaTick"]),
     );
     let mut r = m.report.clone();
     r["cost"] = c;

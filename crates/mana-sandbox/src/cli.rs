@@ -56,6 +56,9 @@ pub struct SandboxArgs {
     /// bearer plugin) or only the JWT (a gateway that exchanges it).
     #[arg(long, value_enum, default_value_t = OrgsBearer::Session)]
     pub orgs_bearer: OrgsBearer,
+    /// Share (0–1) of the scripted LLM's tool calls sent with one invalid argument.
+    #[arg(long, default_value_t = 0.1, value_name = "SHARE", value_parser = share)]
+    pub llm_invalid_args_share: f64,
 }
 
 /// `500ms`, `2s`, `15m`, `1h`; a bare number is seconds.
@@ -74,6 +77,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
     };
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// A share: a number from 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share from 0 to 1")),
+    }
 }
 
 /// Reads a secret file: trimmed, non-empty, bounded.
@@ -123,6 +134,7 @@ impl SandboxArgs {
             mcp_policy_gate: self.mcp_policy_gate,
             jwt_ttl: self.jwt_ttl,
             orgs_bearer: self.orgs_bearer,
+            llm_invalid_args_share: self.llm_invalid_args_share,
             ..SandboxOptions::default()
         })
     }

@@ -366,7 +366,7 @@ pub async fn inject(State(state): State<SandboxState>, mut req: Request, next: N
         Some(FaultKind::Status {
             status,
             retry_after,
-        }) => status_response(group, status, retry_after),
+        }) => status_response(group, &path, status, retry_after),
         Some(FaultKind::Echo { status }) => {
             let body = axum::body::to_bytes(req.into_body(), 1024 * 1024)
                 .await
@@ -384,18 +384,16 @@ fn json_response(status: u16, body: serde_json::Value) -> Response {
     (code, Json(body)).into_response()
 }
 
-fn status_response(group: RouteGroup, status: u16, retry_after: Option<u64>) -> Response {
+fn status_response(
+    group: RouteGroup,
+    path: &str,
+    status: u16,
+    retry_after: Option<u64>,
+) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let body = match (group, status) {
-        (RouteGroup::Llm, 529) => {
-            serde_json::json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded (injected)"}})
-        }
-        (RouteGroup::Llm, 429) => {
-            serde_json::json!({"type":"error","error":{"type":"rate_limit_error","message":"Rate limited (injected)"}})
-        }
-        (RouteGroup::Llm, _) => {
-            serde_json::json!({"type":"error","error":{"type":"api_error","message":format!("injected {status}")}})
-        }
+    let body = match group {
+        // Each LLM API's own error shape.
+        RouteGroup::Llm => crate::llm::fault_body(path, status),
         _ => serde_json::json!({"error": format!("injected fault: HTTP {status}")}),
     };
     let mut resp = (code, Json(body)).into_response();

@@ -58,8 +58,6 @@ pub struct SandboxOptions {
     pub api_rate_limit: u32,
     /// The budget's window (the platform: 60 s); tests shorten it.
     pub api_rate_window: Duration,
-    /// The only LLM key the scripted LLM accepts; `None` accepts any.
-    pub llm_api_key: Option<String>,
     /// mana-mcp's policy gate (30 calls per 60 s per tool per user), which
     /// a deployment may run or not; off like one without it.
     pub mcp_policy_gate: bool,
@@ -73,6 +71,13 @@ pub struct SandboxOptions {
     pub jwt_ttl: Duration,
     /// Which bearer the organization list accepts (deployments differ).
     pub orgs_bearer: OrgsBearer,
+    /// The share of the scripted LLM's tool calls (0–1) that get one
+    /// deliberately invalid argument, as real models send now and then.
+    /// Calls pinned by a `[sandbox:tools=N]` directive are always valid.
+    pub llm_invalid_args_share: f64,
+    /// `None`: any non-blank LLM API key is accepted. `Some(k)`: only `k`,
+    /// anything else is a 401 in the API's shape.
+    pub llm_api_key: Option<String>,
 }
 
 /// The bearer `GET /api/auth/organization/list` accepts.
@@ -96,12 +101,13 @@ impl Default for SandboxOptions {
             llm_latency_ms: 0,
             api_rate_limit: 200,
             api_rate_window: Duration::from_secs(60),
-            llm_api_key: None,
             mcp_policy_gate: false,
             mcp_page_size: None,
             breakage: Vec::new(),
             jwt_ttl: Duration::from_secs(15 * 60),
             orgs_bearer: OrgsBearer::Session,
+            llm_invalid_args_share: 0.1,
+            llm_api_key: None,
         }
     }
 }
