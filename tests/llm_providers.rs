@@ -955,10 +955,30 @@ async fn an_endless_stream_fails_as_answer_too_large() {
     ];
     for (what, head, chunk, is_openai) in cases {
         let (base, sent) = endless_server(head, chunk).await;
+        // The cap, not the request timeout, must end the read: reading ~8 MiB
+        // of small chunks on a loaded 2-core machine can take longer than the
+        // other tests' 10 s, which then ended it as a retried transport error.
+        let slow_ok = mana_personas::http::client(Duration::from_secs(2), Duration::from_secs(55));
         let client: Box<dyn LlmClient> = if is_openai {
-            Box::new(openai(&base, fast_retry()))
+            Box::new(OpenAiClient::new(
+                slow_ok,
+                OpenAiConfig {
+                    base_url: format!("{base}/v1"),
+                    api_key: Some(SecretString::from(KEY)),
+                    model: "llama3.1".to_string(),
+                    retry: fast_retry(),
+                },
+            ))
         } else {
-            Box::new(anthropic(&base, fast_retry()))
+            Box::new(AnthropicClient::new(
+                slow_ok,
+                AnthropicConfig {
+                    base_url: base.to_string(),
+                    api_key: SecretString::from(KEY),
+                    model: DEFAULT_MODEL.to_string(),
+                    retry: fast_retry(),
+                },
+            ))
         };
         let r = tokio::time::timeout(
             Duration::from_secs(60),

@@ -87,6 +87,10 @@ async fn audited(dir: &Path, home: &Path) -> (Sandbox, Bin) {
         db_path: Some(dir.join("sandbox.db")),
         admin_jwt: ADMIN_JWT.into(),
         service_key: SERVICE_KEY.into(),
+        // The audit runs every command against one sandbox: under apps/api's
+        // 200/min it would mostly wait for budget windows (tests/budget.rs
+        // covers the pacing).
+        api_rate_limit: 0,
         ..SandboxOptions::default()
     })
     .await
