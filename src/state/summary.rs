@@ -301,17 +301,7 @@ pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
             "SELECT tick_id, persona_id, email, started_at, finished_at, outcome, transcript FROM ledger
              WHERE tick_id NOT IN (SELECT tick_id FROM ledger_summary)",
         )?
-        .query_map([], |r| {
-            Ok([
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ])
-        })?
+        .query_map([], seven_texts)?
         .collect::<Result<_, _>>()?;
     for [tick, persona, email, started, finished, outcome, text] in old {
         let t: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -530,17 +520,7 @@ pub fn read_dir(dir: &Path, f: &Filter) -> Result<Vec<Summary>, StateError> {
         .map_err(&db)?;
     let since = f.since.map(ts).unwrap_or_default();
     let rows: Vec<[String; 7]> = st
-        .query_map(params![since], |r| {
-            Ok([
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ])
-        })
+        .query_map(params![since], seven_texts)
         .map_err(&db)?
         .collect::<Result<_, _>>()
         .map_err(db)?;
@@ -563,4 +543,18 @@ pub fn read_dir(dir: &Path, f: &Filter) -> Result<Vec<Summary>, StateError> {
             ))
         })
         .collect())
+}
+
+/// The seven text columns both ledger reads select (migration and `report`),
+/// as one array: one place decides how such a row is read.
+fn seven_texts(r: &rusqlite::Row) -> rusqlite::Result<[String; 7]> {
+    Ok([
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ])
 }
