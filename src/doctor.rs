@@ -142,7 +142,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Report {
     let t = Timer::start();
     let http = clients::http();
     let auth_up = match http
-        .get(crate::platform::join(&cfg.auth_url, "/health"))
+        .get(crate::http::join(&cfg.auth_url, "/health"))
         .send()
         .await
     {

@@ -375,3 +375,14 @@ impl RetryPolicy {
         result.map(|v| (v, n)).map_err(|e| (e, n))
     }
 }
+
+/// Joins a base URL and a path without doubling or losing slashes. Here, not
+/// in `platform`: the LLM and MCP clients build their URLs with it too, and
+/// clients do not import each other.
+pub fn join(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}

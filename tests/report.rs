@@ -238,7 +238,7 @@ fn mix_adherence_and_cost_match_the_hand_computed_numbers() {
         .collect();
     a.tokens = a_tokens;
     a.model = Some("claude-sonnet-4-5".into());
-    a.cost_usd = prices.cost("claude-sonnet-4-5", a_tokens);
+    a.cost_usd = prices.cost("claude-sonnet-4-5", usage(a_tokens));
     assert!((a.cost_usd.unwrap() - 0.09).abs() < 1e-12);
     // B: target mood 1.0; 1 mood + 1 todo call; Haiku 4.5, 20k in, 1k out:
     // 0.02 + 0.005 = $0.025.
@@ -257,7 +257,7 @@ fn mix_adherence_and_cost_match_the_hand_computed_numbers() {
     b.module_mix = BTreeMap::from([("mood".to_string(), 1.0)]);
     b.tokens = b_tokens;
     b.model = Some("claude-haiku-4-5".into());
-    b.cost_usd = prices.cost("claude-haiku-4-5", b_tokens);
+    b.cost_usd = prices.cost("claude-haiku-4-5", usage(b_tokens));
     assert!((b.cost_usd.unwrap() - 0.025).abs() < 1e-12);
     // B again the next day: failed at the LLM, a model without a price.
     let mut b2 = tick(3, "b@example.com", day1 + Duration::days(1), vec![], vec![]);
@@ -586,4 +586,15 @@ fn the_html_report_renders_offline_in_a_headless_browser() {
         "a blank screenshot ({} bytes)",
         png.len()
     );
+}
+
+/// The stored tokens as the price table takes them (the runner prices the
+/// LLM's `Usage` before it stores the summary's `Tokens`).
+fn usage(t: Tokens) -> mana_personas::llm::Usage {
+    mana_personas::llm::Usage {
+        input: t.input,
+        output: t.output,
+        cache_read: t.cache_read,
+        cache_write: t.cache_write,
+    }
 }

@@ -72,8 +72,15 @@ pub fn tick_command(
         .env("ANTHROPIC_API_KEY", "sandbox-llm-key")
         .env("LLM_PROVIDER", "anthropic")
         .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
-        .env("MANA_PERSONAS_LOG", "warn")
-        .args(["--state-dir", &home.join("state").display().to_string()])
+        .env("MANA_PERSONAS_LOG", "warn");
+    // The levers a scenario is rerun with (`TOOLS_OFFER=preferred just bench
+    // cost`): passed through, everything else stays clean.
+    for lever in ["TOOLS_OFFER"] {
+        if let Ok(v) = std::env::var(lever) {
+            c.env(lever, v);
+        }
+    }
+    c.args(["--state-dir", &home.join("state").display().to_string()])
         .args(["tick", "--once", "--force", "--json"])
         .args(["--concurrency", &concurrency.to_string()]);
     c

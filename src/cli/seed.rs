@@ -12,9 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use super::output::Reporter;
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
 use crate::config::{Need, read_secret_file};
+use crate::http::join;
 use crate::platform::admin::{AdminClient, EXPIRED_JWT_HINT, UpsertPersona, is_jwt_refused};
 use crate::platform::clients;
-use crate::platform::join;
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {

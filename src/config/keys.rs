@@ -2,6 +2,11 @@
 //! kind. One table so `config` can print all of them with their sources, and so
 //! a new setting cannot forget one of its layers.
 
+/// The default of `TOOLS_DENY`: `me.generateWithReference` generates images
+/// through a paid service (the first real tick called it). Here, with the
+/// setting, so configuration need not import the runner's tool policy.
+pub const DEFAULT_TOOLS_DENY: &str = "me.generateWithReference";
+
 /// How a raw string becomes a typed value, and how it is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -259,7 +264,7 @@ pub const KEYS: &[Key] = &[
     key!(
         "tools_deny",
         ["TOOLS_DENY"],
-        Some(crate::runner::tool_policy::DEFAULT_DENY),
+        Some(DEFAULT_TOOLS_DENY),
         Kind::Text,
         "MCP tools personas may not call: glob patterns (`me.*`), comma-separated; empty denies nothing"
     ),

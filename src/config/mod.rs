@@ -157,8 +157,10 @@ pub struct Entry {
 }
 
 /// The hard ceiling of tool calls in one tick: a tick's actions must fit one
-/// request, and the server refuses more than 500 rows.
-pub const MAX_TOOL_CALLS_CEILING: u32 = crate::platform::internal::MAX_ACTIONS_PER_BATCH as u32;
+/// request, and the server refuses more than 500 rows. The platform client
+/// takes its batch limit from here (`platform::internal::MAX_ACTIONS_PER_BATCH`):
+/// configuration sits below the clients and must not import them.
+pub const MAX_TOOL_CALLS_CEILING: u32 = 500;
 
 impl Config {
     /// Loads from the process environment.

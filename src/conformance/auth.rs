@@ -4,8 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::{Cx, Outcome, Runner, check, is_jwt_shaped, jwt_claims, mismatch};
+use crate::http::join;
 use crate::platform::auth::{LOGIN_PATH, ORGANIZATIONS_PATH, space_type};
-use crate::platform::join;
 
 /// The contract's JWT lifetime, and how far a deployment's clock may drift
 /// from ours before `exp` reads as wrong.

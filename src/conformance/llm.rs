@@ -39,7 +39,7 @@ async fn request(cx: &Cx) -> Outcome {
         Provider::Anthropic => cx
             .probe
             .http
-            .post(crate::platform::join(base, "/v1/messages"))
+            .post(crate::http::join(base, "/v1/messages"))
             .header("x-api-key", key)
             .header("anthropic-version", crate::llm::anthropic::API_VERSION)
             .json(&body),
@@ -47,7 +47,7 @@ async fn request(cx: &Cx) -> Outcome {
             let req = cx
                 .probe
                 .http
-                .post(crate::platform::join(base, "/chat/completions"))
+                .post(crate::http::join(base, "/chat/completions"))
                 .json(&body);
             if key.is_empty() {
                 req

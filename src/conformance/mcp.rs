@@ -61,7 +61,7 @@ pub async fn run(r: &mut Runner) {
 }
 
 fn endpoint(cx: &Cx) -> String {
-    crate::platform::join(&cx.targets.mcp, "/mcp")
+    crate::http::join(&cx.targets.mcp, "/mcp")
 }
 
 /// A POST of one JSON-RPC message with the given bearer, space and session.

@@ -280,7 +280,7 @@ impl Cx {
     pub fn admin_url(&self, rest: &str) -> String {
         format!(
             "{}{}",
-            crate::platform::join(&self.targets.api, &self.settings.admin_prefix),
+            crate::http::join(&self.targets.api, &self.settings.admin_prefix),
             rest
         )
     }
@@ -289,7 +289,7 @@ impl Cx {
     pub fn internal_url(&self, rest: &str) -> String {
         format!(
             "{}{}",
-            crate::platform::join(&self.targets.api, &self.settings.internal_prefix),
+            crate::http::join(&self.targets.api, &self.settings.internal_prefix),
             rest
         )
     }

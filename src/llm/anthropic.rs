@@ -41,7 +41,7 @@ pub struct AnthropicClient {
 impl AnthropicClient {
     /// Takes the shared client (timeouts, pool) and the provider settings.
     pub fn new(http: reqwest::Client, cfg: AnthropicConfig) -> Self {
-        let url = crate::platform::join(&cfg.base_url, "v1/messages");
+        let url = crate::http::join(&cfg.base_url, "v1/messages");
         AnthropicClient { http, cfg, url }
     }
 

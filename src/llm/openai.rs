@@ -34,7 +34,7 @@ pub struct OpenAiClient {
 impl OpenAiClient {
     /// Takes the shared client (timeouts, pool) and the provider settings.
     pub fn new(http: reqwest::Client, cfg: OpenAiConfig) -> Self {
-        let url = crate::platform::join(&cfg.base_url, "chat/completions");
+        let url = crate::http::join(&cfg.base_url, "chat/completions");
         OpenAiClient { http, cfg, url }
     }
 

@@ -14,7 +14,7 @@
 //! (`MODEL_PREFIX=INPUT/OUTPUT[;...]`, the cache prices then derived the same
 //! way). An unknown model has no price: its ticks report tokens only.
 
-use crate::state::summary::Tokens;
+use super::Usage;
 
 /// Prices of one model, US dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,7 +37,7 @@ impl Price {
     }
 
     /// The cost of `t` in US dollars.
-    pub fn cost(&self, t: Tokens) -> f64 {
+    pub fn cost(&self, t: Usage) -> f64 {
         (t.input as f64 * self.input
             + t.cache_write as f64 * self.cache_write
             + t.cache_read as f64 * self.cache_read
@@ -119,7 +119,7 @@ impl PriceTable {
     }
 
     /// The cost of `t` on `model`, or `None` for a model without a price.
-    pub fn cost(&self, model: &str, t: Tokens) -> Option<f64> {
+    pub fn cost(&self, model: &str, t: Usage) -> Option<f64> {
         self.price(model).map(|p| p.cost(t))
     }
 }
@@ -128,8 +128,8 @@ impl PriceTable {
 mod tests {
     use super::*;
 
-    fn tokens(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Tokens {
-        Tokens {
+    fn tokens(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
+        Usage {
             input,
             output,
             cache_read,

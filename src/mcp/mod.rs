@@ -164,7 +164,7 @@ impl McpSession {
         jwt: &SecretString,
         space_id: &str,
     ) -> Result<Self, McpError> {
-        let url = crate::platform::join(&cfg.base_url, "/mcp");
+        let url = crate::http::join(&cfg.base_url, "/mcp");
         let session = McpSession {
             ep: Endpoint {
                 http,

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::budget::Budget;
-use super::{join, send_json_paced};
+use super::send_json_paced;
+use crate::http::join;
 use crate::http::{HttpError, RetryPolicy};
 
 /// apps/api layout; the older mana-auth layout is `/api/v1/admin/personas`.

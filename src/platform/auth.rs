@@ -7,7 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{join, send_json, send_json_if};
+use super::{send_json, send_json_if};
+use crate::http::join;
 use crate::http::{HttpError, RetryPolicy};
 
 pub const LOGIN_PATH: &str = "/api/v1/auth/login";

@@ -8,16 +8,18 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::budget::Budget;
-use super::{join, send_json_paced};
+use super::send_json_paced;
 use crate::catalog::Cadence;
+use crate::http::join;
 use crate::http::{HttpError, RetryPolicy};
 
 /// apps/api layout; the older mana-auth layout is `/api/v1/internal/personas`.
 pub const DEFAULT_PREFIX: &str = "/api/v1/personas/internal";
 pub const LEGACY_PREFIX: &str = "/api/v1/internal/personas";
 
-/// The server refuses an actions batch with more rows than this.
-pub const MAX_ACTIONS_PER_BATCH: usize = 500;
+/// The server refuses an actions batch with more rows than this (the number
+/// lives in `config`, which bounds `MAX_TOOL_CALLS` by it).
+pub const MAX_ACTIONS_PER_BATCH: usize = crate::config::MAX_TOOL_CALLS_CEILING as usize;
 /// The server refuses a feedback batch with more rows than this.
 pub const MAX_FEEDBACK_PER_BATCH: usize = 100;
 

@@ -127,12 +127,3 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
         .map(|(v, _)| v)
         .map_err(|(e, _)| e)
 }
-
-/// Joins a base URL and a path without doubling or losing slashes.
-pub fn join(base: &str, path: &str) -> String {
-    format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
-}

@@ -47,17 +47,11 @@ pub fn record(
     transcript: &Value,
 ) {
     let model = r.llm.model().to_string();
-    let tokens = summary::Tokens {
-        input: report.tokens.input,
-        output: report.tokens.output,
-        cache_read: report.tokens.cache_read,
-        cache_write: report.tokens.cache_write,
-    };
     let extra = Extra {
         archetype: p.archetype.clone(),
         module_mix: p.module_mix.clone(),
         stage: stage_of(report, stage_label),
-        cost_usd: r.settings.prices.cost(&model, tokens),
+        cost_usd: r.settings.prices.cost(&model, report.tokens),
         model: Some(model),
         classes: Default::default(),
     };

@@ -24,8 +24,8 @@ use super::tool_names::module_of;
 /// a persona needs to find its way around.
 pub const CORE_TOOLS: &[&str] = &["spaces.list"];
 
-/// The default of `TOOLS_DENY`.
-pub const DEFAULT_DENY: &str = "me.generateWithReference";
+/// The default of `TOOLS_DENY` (defined with the setting).
+pub const DEFAULT_DENY: &str = crate::config::keys::DEFAULT_TOOLS_DENY;
 
 /// `TOOLS_OFFER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
