@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use mana_sandbox::faults::EndpointStats;
 use mana_sandbox::{FaultKind, RouteGroup, Sandbox};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 /// The campaign's dice: `FAULT_CAMPAIGN_SEED` replays a run, else a fixed seed.

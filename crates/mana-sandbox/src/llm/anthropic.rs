@@ -279,7 +279,7 @@ pub fn events(
     inject: bool,
     rng: &mut rand::rngs::StdRng,
 ) -> Vec<String> {
-    use rand::Rng;
+    use rand::RngExt;
     let mut out = vec![frame(
         "message_start",
         &json!({"type":"message_start","message":{

@@ -26,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use rand::Rng;
+use rand::RngExt;
 use rand::rngs::StdRng;
 use serde_json::Value;
 

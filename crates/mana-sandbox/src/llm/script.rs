@@ -17,7 +17,7 @@
 //! `call=NAME` (the first turn calls NAME, offered or not).
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

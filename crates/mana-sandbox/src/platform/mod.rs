@@ -95,7 +95,7 @@ pub(crate) fn db_error(e: rusqlite::Error) -> Response {
 
 /// A user id as the platform's auth makes them: 32 alphanumerics.
 pub(crate) fn new_user_id() -> String {
-    use rand::Rng;
+    use rand::RngExt;
     rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(32)
@@ -105,7 +105,7 @@ pub(crate) fn new_user_id() -> String {
 
 /// A space (organization) id: a 21-character nanoid, `_` and `-` included.
 pub(crate) fn new_space_id() -> String {
-    use rand::Rng;
+    use rand::RngExt;
     const ALPHABET: &[u8; 64] = b"useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
     let mut rng = rand::rng();
     (0..21)
