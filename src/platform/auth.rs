@@ -267,7 +267,7 @@ impl AuthClient {
             &url,
             || self.http.post(&url).json(&body),
             login_retryable,
-            |_, _| {},
+            crate::http::log_retry,
         )
         .await
         .map_err(|e| AuthError::from_login(email, e))?;
@@ -314,7 +314,7 @@ impl AuthClient {
             "GET",
             &url,
             || self.http.get(&url).bearer_auth(bearer.expose_secret()),
-            |_, _| {},
+            crate::http::log_retry,
         )
         .await
     }
