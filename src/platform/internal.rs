@@ -150,15 +150,7 @@ impl InternalClient {
     /// headers then prints `Sensitive`, and HTTP/2 never puts the value in
     /// its compression table.
     fn keyed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match HeaderValue::from_str(self.key.expose_secret()) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                req.header(SERVICE_KEY_HEADER, value)
-            }
-            // Not a header value: the builder keeps the error (without the
-            // value) and the send reports it.
-            Err(_) => req.header(SERVICE_KEY_HEADER, self.key.expose_secret()),
-        }
+        with_service_key(req, self.key.expose_secret())
     }
 
     pub async fn due(&self) -> Result<DueResponse, HttpError> {
@@ -229,6 +221,20 @@ impl InternalClient {
             |n| on_retry(n.error, n.delay),
         )
         .await
+    }
+}
+
+/// `req` with `key` in [`SERVICE_KEY_HEADER`], marked sensitive (for every
+/// sender of the key: this client and the conformance probes).
+pub fn with_service_key(req: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
+    match HeaderValue::from_str(key) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            req.header(SERVICE_KEY_HEADER, value)
+        }
+        // Not a header value: the builder keeps the error (without the
+        // value) and the send reports it.
+        Err(_) => req.header(SERVICE_KEY_HEADER, key),
     }
 }
 
