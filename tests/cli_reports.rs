@@ -151,6 +151,32 @@ async fn retries_respect_quiet_and_json() {
     no_credentials(&sh.transcript());
 }
 
+/// Under `--log-format json` the retry lines are JSON log events like every
+/// other stderr line.
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_lines_follow_the_log_format() {
+    let sh = dead_shell();
+    let out = sh.run(&["--log-format", "json", "list"]).await;
+    out.expect_code(1);
+    let events: Vec<Value> = out
+        .stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {l}"))
+        })
+        .collect();
+    let retries: Vec<&Value> = events.iter().filter(|v| v["level"] == "INFO").collect();
+    assert_eq!(retries.len(), 4, "{}", out.stderr);
+    assert!(
+        retries[0]["message"].as_str().unwrap().starts_with(
+            "retrying GET http://<redacted>@127.0.0.1:1/api/v1/personas/admin (2/5) in "
+        ),
+        "{}",
+        retries[0]
+    );
+    no_credentials(&sh.transcript());
+}
+
 // ----------------------------------------------------------------- seed
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,6 +237,24 @@ async fn seed_json_reports_every_persona() {
         .run(&["seed", "--catalog", "missing.json", "--json"])
         .await;
     fatal(&out, 2, "missing.json");
+
+    // A refused admin JWT stops the run: not fatal, but said in `stopped`,
+    // and no persona is counted as seeded.
+    let refused = Shell::against(&sb.url(), "wrong", DEV_SERVICE_KEY, TEST_SEED_SECRET);
+    let out = refused
+        .run(&["seed", "--catalog", &catalog(), "--json"])
+        .await;
+    out.expect_code(1);
+    let v = json(&out);
+    keys(&v, &top);
+    assert!(
+        v["stopped"].as_str().unwrap().contains("15 minutes"),
+        "{v:#}"
+    );
+    assert_eq!(
+        (v["seeded"].as_u64(), v["notTried"].as_u64()),
+        (Some(0), Some(14))
+    );
     no_credentials(&sh.transcript());
     sb.shutdown().await;
 }

@@ -313,7 +313,11 @@ pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
                 for r in &mut rows[i..] {
                     r.status = CleanupStatus::NotDeleted;
                 }
-                let deleted: Vec<&str> = rows[..i].iter().map(|r| r.email.as_str()).collect();
+                let deleted: Vec<&str> = rows[..i]
+                    .iter()
+                    .filter(|r| r.status == CleanupStatus::Deleted)
+                    .map(|r| r.email.as_str())
+                    .collect();
                 let rest: Vec<&str> = rows[i..].iter().map(|r| r.email.as_str()).collect();
                 say(&format!("stopped: {EXPIRED_JWT_HINT}"));
                 say(&format!(

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-
 use serde::Serialize;
 
 use super::output::{Reporter, quiet};
