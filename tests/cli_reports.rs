@@ -375,6 +375,23 @@ async fn catalog_check_json_with_and_without_mcp() {
     sb.shutdown().await;
 }
 
+/// `doctor` names the services it cannot reach by their URL without its
+/// userinfo (it printed `MANA_AUTH_URL` as given).
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_a_dead_service_without_its_credentials() {
+    let sh = dead_shell();
+    let out = sh.run(&["doctor"]).await;
+    out.expect_code(1);
+    assert!(
+        out.stdout.contains(
+            "cannot reach mana-auth at http://<redacted>@127.0.0.1:1: connection refused"
+        ),
+        "{}",
+        out.stdout
+    );
+    no_credentials(&sh.transcript());
+}
+
 /// `doctor --json` and `report --format json` had JSON output but not the
 /// JSON fatal error.
 #[test]
