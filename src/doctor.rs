@@ -151,7 +151,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Report {
                 "auth reachable",
                 format!(
                     "{} answers (GET /health → HTTP {})",
-                    cfg.auth_url,
+                    crate::http::shown_url(&cfg.auth_url),
                     r.status().as_u16()
                 ),
             ));
@@ -160,7 +160,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Report {
         Err(e) => {
             steps.push(t.failed(
                 "auth reachable",
-                format!("cannot reach mana-auth at {}: {}", cfg.auth_url, crate::http::describe_reqwest(&e)),
+                format!("cannot reach mana-auth at {}: {}", crate::http::shown_url(&cfg.auth_url), crate::http::describe_reqwest(&e)),
                 "check MANA_AUTH_URL (the platform's default is http://localhost:3001) and that mana-auth is running",
             ));
             false
@@ -384,9 +384,9 @@ fn configuration(cfg: &Config) -> Step {
         .unwrap_or_else(|| "no config file".into());
     let where_ = format!(
         "auth {}, api {}, mcp {}/mcp ({source})",
-        cfg.auth_url,
-        cfg.platform_api_base(),
-        cfg.mcp_url
+        crate::http::shown_url(&cfg.auth_url),
+        crate::http::shown_url(cfg.platform_api_base()),
+        crate::http::shown_url(&cfg.mcp_url)
     );
     if missing.is_empty() {
         let note = if cfg.seed_secret_is_dev_fallback() {
@@ -513,7 +513,7 @@ async fn mcp(cfg: &Config, session: Option<&Session>, space: Option<&str>, steps
                 "MCP initialize",
                 format!(
                     "{}/mcp accepted the persona's bearer and space",
-                    cfg.mcp_url
+                    crate::http::shown_url(&cfg.mcp_url)
                 ),
             ));
             x

@@ -1,8 +1,9 @@
 //! What every HTTP client in the crate shares: one way to build a
-//! `reqwest::Client`, one error shape that names method, path, status and a cut
-//! body, and one retry policy (exponential backoff with jitter, `retry-after`
-//! honoured, bounded in attempts *and* in total wait so a retry loop can never
-//! burn money or hang a tick).
+//! `reqwest::Client`, one error shape that names method, URL (redacted),
+//! status and a cut body or the root cause in plain words, one retry policy
+//! (exponential backoff with jitter, `retry-after` honoured, bounded in
+//! attempts *and* in total wait so a retry loop can never burn money or hang
+//! a tick), and one line that says a retry is coming ([`RetryNotice`]).
 
 use std::time::Duration;
 
@@ -99,10 +100,30 @@ pub fn path_of(url: &str) -> String {
 }
 
 /// `url` as it may be printed or stored: its userinfo (`user:password@`,
-/// which reqwest sends as basic auth) replaced by `<redacted>@`. Works on
-/// text that does not parse as a URL too: whatever sits between `://` and
-/// the last `@` of the authority goes.
+/// which reqwest sends as basic auth) replaced by `<redacted>@`, and the
+/// value of every query parameter whose name says secret (`key`, `token`,
+/// `password`, `sig`, …) replaced by `<redacted>`. Works on text that does
+/// not parse as a URL too: whatever sits between `://` and the last `@` of
+/// the authority goes.
 pub fn redact_url(url: &str) -> String {
+    let (head, fragment) = match url.find('#') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let (base, query) = match head.find('?') {
+        Some(i) => (&head[..i], Some(&head[i + 1..])),
+        None => (head, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&redact_query(q));
+    }
+    out.push_str(fragment);
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
@@ -112,6 +133,39 @@ pub fn redact_url(url: &str) -> String {
         Some(at) => format!("{}{}{}", &url[..start], crate::redact::MARK, &rest[at..]),
         None => url.to_string(),
     }
+}
+
+/// Query parameter names (lower-cased, `-` as `_`) whose values are secrets:
+/// API keys (`?key=` is how Gemini takes one), tokens, signatures.
+const SECRET_QUERY_WORDS: [&str; 9] = [
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "sig",
+    "signature",
+    "auth",
+];
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('-', "_");
+    name.split('_')
+        .any(|w| SECRET_QUERY_WORDS.contains(&w) || w == "apikey" || w == "credential")
+}
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !v.is_empty() && is_secret_param(k) => {
+                format!("{k}={}", crate::redact::MARK)
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Registers the userinfo of `url` (user and password) as secrets, so a
@@ -160,10 +214,11 @@ pub fn id_segment(method: &str, id: &str) -> Result<String, HttpError> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
     /// The server answered with a non-2xx status.
-    #[error("{method} {path} → HTTP {status}: {body}")]
+    #[error("{method} {url} → HTTP {status}: {body}")]
     Status {
         method: String,
-        path: String,
+        /// The URL as [`redact_url`] prints it: the host names the service.
+        url: String,
         status: u16,
         /// At most [`ERROR_BODY_CHARS`] characters of the body.
         body: String,
@@ -171,11 +226,12 @@ pub enum HttpError {
         #[source]
         retry_after: Option<RetryAfter>,
     },
-    /// No answer: connection refused, reset, timed out.
-    #[error("{method} {path} → {message}")]
+    /// No answer: connection refused, reset, timed out, DNS, TLS.
+    #[error("{method} {url} → {message}")]
     Transport {
         method: String,
-        path: String,
+        url: String,
+        /// The root cause in plain words ([`describe_reqwest`]).
         message: String,
         timeout: bool,
     },
@@ -186,10 +242,10 @@ pub enum HttpError {
     )]
     BadId { method: String, id: String },
     /// A 2xx whose body is not what the contract says.
-    #[error("{method} {path} → unexpected response: {message}")]
+    #[error("{method} {url} → unexpected response: {message}")]
     Decode {
         method: String,
-        path: String,
+        url: String,
         message: String,
     },
 }
@@ -203,9 +259,31 @@ impl HttpError {
     pub fn from_reqwest(method: &str, url: &str, e: &reqwest::Error) -> Self {
         HttpError::Transport {
             method: method.to_string(),
-            path: path_of(url),
+            url: shown_url(url),
             message: describe_reqwest(e),
             timeout: e.is_timeout(),
+        }
+    }
+
+    /// A 2xx body that is not what was expected.
+    pub fn decode(method: &str, url: &str, message: String) -> Self {
+        HttpError::Decode {
+            method: method.to_string(),
+            url: shown_url(url),
+            message,
+        }
+    }
+
+    /// What went wrong without the request it went wrong for: "connection
+    /// refused", "HTTP 503: busy" (for a retry line that names the request
+    /// itself).
+    pub fn cause(&self) -> String {
+        match self {
+            HttpError::Status { status, body, .. } if body.is_empty() => format!("HTTP {status}"),
+            HttpError::Status { status, body, .. } => format!("HTTP {status}: {body}"),
+            HttpError::Transport { message, .. } => message.clone(),
+            HttpError::Decode { message, .. } => format!("unexpected response: {message}"),
+            HttpError::BadId { .. } => self.to_string(),
         }
     }
 
@@ -241,27 +319,72 @@ pub fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
-/// The innermost cause of a reqwest error in one line ("connection refused",
-/// "operation timed out"), instead of a stack of wrappers.
+/// A URL as errors and logs show it: [`redact_url`], then every registered
+/// secret masked (a token that ended up in a path).
+pub fn shown_url(url: &str) -> String {
+    crate::redact::redact(&redact_url(url))
+}
+
+/// The root cause of a reqwest error in plain words — "connection refused",
+/// "connection reset", "timed out", "DNS failure: …", "TLS: …" — instead of
+/// reqwest's own text, which repeats the URL (with its secrets) and hides the
+/// cause behind "error sending request".
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
+    let mut chain: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
     let mut source = std::error::Error::source(e);
-    let mut last = None;
     while let Some(s) = source {
-        last = Some(s.to_string());
+        chain.push(s);
         source = s.source();
     }
-    if let Some(l) = last {
-        msg.push_str(": ");
-        msg.push_str(&l);
-    }
+    let root = chain.last().map(|s| s.to_string());
+    let io_kind = chain
+        .iter()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    let said = |needle: &str| {
+        chain
+            .iter()
+            .any(|s| s.to_string().to_ascii_lowercase().contains(needle))
+    };
+    use std::io::ErrorKind as K;
+    let msg = if e.is_timeout() || io_kind == Some(K::TimedOut) {
+        "timed out".to_string()
+    } else if io_kind == Some(K::ConnectionRefused) {
+        "connection refused".to_string()
+    } else if io_kind == Some(K::ConnectionReset) {
+        "connection reset".to_string()
+    } else if io_kind == Some(K::ConnectionAborted) {
+        "connection aborted".to_string()
+    } else if io_kind == Some(K::HostUnreachable) {
+        "host unreachable".to_string()
+    } else if io_kind == Some(K::NetworkUnreachable) {
+        "network unreachable".to_string()
+    } else if said("dns error") {
+        with_root("DNS failure", root)
+    } else if said("certificate")
+        || said("tls")
+        || said("handshake")
+        // TCP worked (every TCP failure is named above), so on https what
+        // failed is the TLS handshake (rustls says "received corrupt
+        // message" to a plain-HTTP server).
+        || (e.is_connect() && e.url().is_some_and(|u| u.scheme() == "https"))
+    {
+        with_root("TLS", root)
+    } else if e.is_connect() {
+        with_root("connection failed", root)
+    } else if e.is_body() || e.is_decode() {
+        with_root("the answer broke off", root)
+    } else {
+        with_root("request failed", root)
+    };
     crate::redact::redact(&msg)
+}
+
+fn with_root(what: &str, root: Option<String>) -> String {
+    match root {
+        Some(r) => format!("{what}: {r}"),
+        None => what.to_string(),
+    }
 }
 
 /// `retry-after-ms`, else `retry-after` in seconds (HTTP dates are treated as
@@ -291,7 +414,7 @@ pub async fn status_error(method: &str, url: &str, resp: reqwest::Response) -> H
     let body = error_text(resp).await;
     HttpError::Status {
         method: method.to_string(),
-        path: path_of(url),
+        url: shown_url(url),
         status,
         body: cut(&crate::redact::redact(&body), ERROR_BODY_CHARS),
         retry_after,
@@ -376,6 +499,50 @@ impl RetryPolicy {
     }
 }
 
+/// The `tracing` target of retry lines: the command line enables it at info
+/// while its other logs stay at warn (see `cli::logging`), so a dead
+/// endpoint is never a silent wait.
+pub const RETRY_TARGET: &str = "mana_personas::retry";
+
+/// One retry about to happen, as the operator reads it:
+/// "retrying GET http://127.0.0.1:1/api/v1/personas/admin (2/5) in 1.2 s:
+/// connection refused". The URL is [`shown_url`]: the host, never
+/// credentials or query secrets.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryNotice<'a> {
+    pub method: &'a str,
+    /// Already shown-safe ([`shown_url`]).
+    pub url: &'a str,
+    /// The attempt about to be made, counting the first as 1.
+    pub attempt: u32,
+    /// Attempts in all ([`RetryPolicy::max_attempts`]).
+    pub of: u32,
+    pub delay: Duration,
+    pub error: &'a HttpError,
+}
+
+impl std::fmt::Display for RetryNotice<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "retrying {} {} ({}/{}) in {:.1} s: {}",
+            self.method,
+            self.url,
+            self.attempt,
+            self.of,
+            self.delay.as_secs_f64(),
+            self.error.cause()
+        )
+    }
+}
+
+/// The default way to make a retry visible: one info line on
+/// [`RETRY_TARGET`] (stderr; JSON under `--log-format json`). The message
+/// carries everything, so a terminal line is not doubled by fields.
+pub fn log_retry(n: &RetryNotice<'_>) {
+    tracing::info!(target: RETRY_TARGET, "{n}");
+}
+
 /// Joins a base URL and a path without doubling or losing slashes. Here, not
 /// in `platform`: the LLM and MCP clients build their URLs with it too, and
 /// clients do not import each other.
@@ -385,4 +552,85 @@ pub fn join(base: &str, path: &str) -> String {
         base.trim_end_matches('/'),
         path.trim_start_matches('/')
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_userinfo_and_query_secrets_and_keeps_the_rest() {
+        assert_eq!(
+            redact_url("http://user:pw@127.0.0.1:1/api/v1/x?limit=5&api_key=k1&Token=t&sig=s#frag"),
+            "http://<redacted>@127.0.0.1:1/api/v1/x?limit=5&api_key=<redacted>&Token=<redacted>&sig=<redacted>#frag"
+        );
+        assert_eq!(
+            redact_url("https://g.example/v1/models?key=AIza-secret"),
+            "https://g.example/v1/models?key=<redacted>"
+        );
+        // Words that merely contain a secret word are not secrets.
+        assert_eq!(
+            redact_url("http://h/p?monkey=1&keyboard=2&persona=a@b"),
+            "http://h/p?monkey=1&keyboard=2&persona=a@b"
+        );
+        assert_eq!(redact_url("127.0.0.1:3070"), "127.0.0.1:3070");
+    }
+
+    async fn transport_error(client: reqwest::Client, url: &str) -> HttpError {
+        let e = client.get(url).send().await.expect_err("no answer");
+        HttpError::from_reqwest("GET", url, &e)
+    }
+
+    /// The error names method, URL (host, no userinfo) and the root cause in
+    /// plain words, not reqwest's "error sending request for url (…)".
+    #[tokio::test]
+    async fn a_refused_connection_reads_as_such() {
+        let e = transport_error(
+            client(Duration::from_secs(2), Duration::from_secs(2)),
+            "http://u:pw-SECRET@127.0.0.1:1/api/v1/personas/admin",
+        )
+        .await;
+        assert_eq!(
+            e.to_string(),
+            "GET http://<redacted>@127.0.0.1:1/api/v1/personas/admin → connection refused"
+        );
+        assert_eq!(e.cause(), "connection refused");
+    }
+
+    /// A server that takes the connection and never answers: "timed out".
+    #[tokio::test]
+    async fn a_silent_server_reads_as_timed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let e = transport_error(
+            client(Duration::from_secs(2), Duration::from_millis(200)),
+            &url,
+        )
+        .await;
+        assert_eq!(e.to_string(), format!("GET {url} → timed out"));
+        drop(listener);
+    }
+
+    #[test]
+    fn a_retry_notice_names_request_attempt_wait_and_cause() {
+        let error = HttpError::Status {
+            method: "POST".into(),
+            url: "http://h:1/p".into(),
+            status: 503,
+            body: "busy".into(),
+            retry_after: None,
+        };
+        let n = RetryNotice {
+            method: "POST",
+            url: "http://h:1/p",
+            attempt: 2,
+            of: 5,
+            delay: Duration::from_millis(1240),
+            error: &error,
+        };
+        assert_eq!(
+            n.to_string(),
+            "retrying POST http://h:1/p (2/5) in 1.2 s: HTTP 503: busy"
+        );
+    }
 }

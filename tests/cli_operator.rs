@@ -177,7 +177,10 @@ async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
     let all = out.all();
     // The platform's answer to a token it cannot verify: 401, not 403.
     assert!(
-        all.contains("POST /api/v1/personas/admin → HTTP 401"),
+        all.contains(&format!(
+            "POST {}/api/v1/personas/admin → HTTP 401",
+            sb.url()
+        )),
         "{all}"
     );
     assert!(all.contains("Invalid or expired token"), "{all}");
@@ -196,7 +199,10 @@ async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
     let out = sh.run(&["list"]).await;
     out.expect_code(1);
     assert!(
-        out.stderr.contains("GET /api/v1/personas/admin → HTTP 401"),
+        out.stderr.contains(&format!(
+            "GET {}/api/v1/personas/admin → HTTP 401",
+            sb.url()
+        )),
         "{}",
         out.stderr
     );
@@ -213,7 +219,10 @@ async fn seed_with_a_wrong_admin_jwt_names_401_stops_and_says_what_to_do() {
     let out = sh.run(&["seed", "--catalog", &catalog()]).await;
     out.expect_code(1);
     assert!(
-        out.all().contains("POST /api/v1/personas/admin → HTTP 403"),
+        out.all().contains(&format!(
+            "POST {}/api/v1/personas/admin → HTTP 403",
+            sb.url()
+        )),
         "{}",
         out.all()
     );
@@ -248,7 +257,10 @@ async fn list_with_a_non_admin_token_names_403() {
     let out = sh.run(&["list"]).await;
     out.expect_code(1);
     assert!(
-        out.stderr.contains("GET /api/v1/personas/admin → HTTP 403"),
+        out.stderr.contains(&format!(
+            "GET {}/api/v1/personas/admin → HTTP 403",
+            sb.url()
+        )),
         "{}",
         out.stderr
     );
@@ -295,7 +307,10 @@ async fn legacy_admin_prefix_by_config_alone() {
     let retry = out.lines_starting("↻");
     assert_eq!(retry.len(), 1, "{}", out.stdout);
     assert!(
-        retry[0].contains("POST /api/v1/admin/personas → HTTP 503"),
+        retry[0].contains(&format!(
+            "retrying POST {}/api/v1/admin/personas (2/5) in",
+            sb.url()
+        )) && retry[0].contains("HTTP 503"),
         "{retry:?}"
     );
     assert!(!out.all().contains("/api/v1/personas/admin"));

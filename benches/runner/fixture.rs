@@ -67,7 +67,7 @@ pub async fn template(dir: &Path, n: usize) -> anyhow::Result<PathBuf> {
         })
         .collect();
     let results: Vec<_> = futures::stream::iter(bodies.iter())
-        .map(|b| admin.upsert(b, |_, _| {}))
+        .map(|b| admin.upsert(b, |_| {}))
         .buffer_unordered(8)
         .collect()
         .await;

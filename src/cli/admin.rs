@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use serde::Serialize;
 
 use super::output::{stdin_is_terminal, table};
 use super::seed::{admin_jwt, with_flag_file};
@@ -78,6 +79,9 @@ pub struct CleanupArgs {
     /// Do not ask (required when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
+    /// Print one JSON report on stdout (the plan and the question go to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn rows(personas: &[PersonaSummary]) -> Vec<Vec<String>> {
@@ -211,28 +215,57 @@ pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
             .is_some_and(|c| c.by_email(email).is_some())
     };
     let all = admin.list().await.map_err(explain)?;
-    let doomed: Vec<&PersonaSummary> = all
+    let mut rows: Vec<CleanupRow> = all
         .iter()
         .filter(|p| !a.orphans || !in_catalog(&p.email))
+        .map(|p| CleanupRow {
+            email: p.email.clone(),
+            user_id: p.user_id.clone(),
+            in_catalog: in_catalog(&p.email),
+            status: CleanupStatus::WouldDelete,
+            warning: None,
+            error: None,
+        })
         .collect();
-    if doomed.is_empty() {
-        println!("nothing to delete ({} personas on the platform)", all.len());
+    // Under --json stdout is the report alone; the plan and the question
+    // go to stderr.
+    let say = |s: &str| {
+        if a.json {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    };
+    let report = |rows: &[CleanupRow], outcome: &str, stopped: Option<&str>| {
+        if a.json {
+            print_cleanup_json(all.len(), a.dry_run, outcome, rows, stopped)
+        } else {
+            Ok(())
+        }
+    };
+    if rows.is_empty() {
+        say(&format!(
+            "nothing to delete ({} personas on the platform)",
+            all.len()
+        ));
+        report(&rows, "nothingToDelete", None)?;
         return Ok(EXIT_OK);
     }
-    println!(
+    say(&format!(
         "will delete {} personas and everything they own:",
-        doomed.len()
-    );
-    for p in &doomed {
-        let mark = if in_catalog(&p.email) {
+        rows.len()
+    ));
+    for r in &rows {
+        let mark = if r.in_catalog {
             ""
         } else {
             "  [not in catalog]"
         };
-        println!("  {} ({}){mark}", p.email, p.user_id);
+        say(&format!("  {} ({}){mark}", r.email, r.user_id));
     }
     if a.dry_run {
-        println!("dry run: nothing deleted");
+        say("dry run: nothing deleted");
+        report(&rows, "dryRun", None)?;
         return Ok(EXIT_OK);
     }
     if !a.yes {
@@ -243,44 +276,127 @@ pub async fn cleanup(g: &GlobalArgs, a: CleanupArgs) -> anyhow::Result<u8> {
             )
             .into());
         }
-        print!("Delete these {} personas? [y/N] ", doomed.len());
-        std::io::stdout().flush()?;
+        let question = format!("Delete these {} personas? [y/N] ", rows.len());
+        if a.json {
+            eprint!("{question}");
+            std::io::stderr().flush()?;
+        } else {
+            print!("{question}");
+            std::io::stdout().flush()?;
+        }
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("aborted: nothing deleted");
+            say("aborted: nothing deleted");
+            for r in &mut rows {
+                r.status = CleanupStatus::NotDeleted;
+            }
+            report(&rows, "aborted", None)?;
             return Ok(EXIT_FAILED);
         }
     }
     let mut failed = 0;
-    let mut deleted: Vec<&str> = Vec::new();
-    for (i, p) in doomed.iter().enumerate() {
-        match admin.delete(&p.user_id).await {
-            Ok(r) => {
-                deleted.push(&p.email);
-                match r.warning {
-                    Some(w) => println!("✓ {} deleted (warning: {w})", p.email),
-                    None => println!("✓ {} deleted", p.email),
+    for i in 0..rows.len() {
+        match admin.delete(&rows[i].user_id).await {
+            Ok(resp) => {
+                let r = &mut rows[i];
+                r.status = CleanupStatus::Deleted;
+                match &resp.warning {
+                    Some(w) => say(&format!("✓ {} deleted (warning: {w})", r.email)),
+                    None => say(&format!("✓ {} deleted", r.email)),
                 }
+                r.warning = resp.warning;
             }
             Err(e) if is_jwt_refused(&e) => {
-                println!("✗ {} — {e}", p.email);
-                let rest: Vec<&str> = doomed[i..].iter().map(|p| p.email.as_str()).collect();
-                println!("stopped: {EXPIRED_JWT_HINT}");
-                println!("  deleted ({}): {}", deleted.len(), deleted.join(", "));
-                println!("  not deleted ({}): {}", rest.len(), rest.join(", "));
+                say(&format!("✗ {} — {e}", rows[i].email));
+                rows[i].error = Some(e.to_string());
+                for r in &mut rows[i..] {
+                    r.status = CleanupStatus::NotDeleted;
+                }
+                let deleted: Vec<&str> = rows[..i]
+                    .iter()
+                    .filter(|r| r.status == CleanupStatus::Deleted)
+                    .map(|r| r.email.as_str())
+                    .collect();
+                let rest: Vec<&str> = rows[i..].iter().map(|r| r.email.as_str()).collect();
+                say(&format!("stopped: {EXPIRED_JWT_HINT}"));
+                say(&format!(
+                    "  deleted ({}): {}",
+                    deleted.len(),
+                    deleted.join(", ")
+                ));
+                say(&format!(
+                    "  not deleted ({}): {}",
+                    rest.len(),
+                    rest.join(", ")
+                ));
+                report(&rows, "stopped", Some(EXPIRED_JWT_HINT))?;
                 return Ok(EXIT_FAILED);
             }
             Err(e) => {
                 failed += 1;
-                println!("✗ {} — {e}", p.email);
+                say(&format!("✗ {} — {e}", rows[i].email));
+                rows[i].status = CleanupStatus::Failed;
+                rows[i].error = Some(e.to_string());
             }
         }
     }
-    println!(
+    say(&format!(
         "deleted {} of {} personas",
-        doomed.len() - failed,
-        doomed.len()
-    );
+        rows.len() - failed,
+        rows.len()
+    ));
+    report(&rows, "done", None)?;
     Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
+}
+
+/// What became of one persona (`status` in `cleanup --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum CleanupStatus {
+    /// Planned (`--dry-run`, or the run stopped before asking).
+    WouldDelete,
+    Deleted,
+    Failed,
+    /// Not sent: the operator said no, or the admin JWT was refused first.
+    NotDeleted,
+}
+
+/// One persona of `cleanup --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CleanupRow {
+    email: String,
+    user_id: String,
+    in_catalog: bool,
+    status: CleanupStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `cleanup --json`: the counts a script checks, how the run ended, then
+/// every persona it concerned. Keys are stable (README, "JSON output").
+fn print_cleanup_json(
+    on_platform: usize,
+    dry_run: bool,
+    outcome: &str,
+    rows: &[CleanupRow],
+    stopped: Option<&str>,
+) -> anyhow::Result<()> {
+    let count = |s| rows.iter().filter(|r| r.status == s).count();
+    let v = serde_json::json!({
+        "onPlatform": on_platform,
+        "dryRun": dry_run,
+        "outcome": outcome,
+        "planned": rows.len(),
+        "deleted": count(CleanupStatus::Deleted),
+        "failed": count(CleanupStatus::Failed),
+        "notDeleted": count(CleanupStatus::NotDeleted),
+        "stopped": stopped,
+        "personas": rows,
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }

@@ -134,7 +134,7 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
                     module_mix: p.module_mix.clone(),
                     tick_cadence: Some(p.tick_cadence.as_str().to_string()),
                 },
-                |_, _| {},
+                crate::http::log_retry,
             )
             .await?;
     }

@@ -1,5 +1,7 @@
 //! Logging setup: human format on a terminal, JSON for journald/Loki.
-//! Logs go to stderr so stdout stays the command's output.
+//! Logs go to stderr so stdout stays the command's output. Retry lines
+//! ([`crate::http::RETRY_TARGET`]) are at info even where the rest is at
+//! warn: a command waiting on a dead endpoint says so. `-q` silences them.
 
 use std::io::IsTerminal;
 
@@ -17,8 +19,16 @@ pub fn init(g: &GlobalArgs) {
     } else {
         g.default_log_level()
     };
-    let filter = EnvFilter::try_from_env("MANA_PERSONAS_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},hyper=warn,reqwest=warn,rmcp=warn")));
+    let retries = if g.quiet {
+        String::new()
+    } else {
+        format!(",{}=info", crate::http::RETRY_TARGET)
+    };
+    let filter = EnvFilter::try_from_env("MANA_PERSONAS_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{default}{retries},hyper=warn,reqwest=warn,rmcp=warn"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

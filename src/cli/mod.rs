@@ -160,16 +160,26 @@ pub enum Command {
 impl Command {
     /// Whether stdout is reserved for JSON (`--json`): then a fatal error is
     /// a JSON object on stdout too, so a script always gets JSON.
+    ///
+    /// Every command that reports a result has `--json`. Not here: the
+    /// long-running servers (`daemon`, `sandbox`: their output is logs,
+    /// `--log-format json`), `completions` and `man` (their output is the
+    /// artefact), and `pause`/`resume` (one line and the exit code).
     pub fn json(&self) -> bool {
         match self {
+            Command::Doctor(a) => a.json,
             Command::Password(a) => a.json,
             Command::Catalog(catalog::CatalogCmd::List { json, .. }) => *json,
+            Command::Catalog(catalog::CatalogCmd::Check { json, .. }) => *json,
+            Command::Seed(a) => a.json,
+            Command::Cleanup(a) => a.json,
             Command::List(a) => a.json,
             Command::Show(a) => a.json,
             Command::Login(a) => a.json,
             Command::Config(a) => a.json,
             Command::Tick(a) => a.json,
             Command::Trace(a) => a.json,
+            Command::Report(a) => a.format == crate::report::Format::Json && a.out.is_none(),
             Command::Conformance(a) => a.json,
             #[cfg(feature = "sandbox")]
             Command::Demo(a) => a.json,

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 
-use super::output::Reporter;
-use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
+use super::output::{Reporter, quiet};
+use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, LogFormat, UsageError};
 use crate::config::{Need, read_secret_file};
 use crate::http::join;
 use crate::platform::admin::{AdminClient, EXPIRED_JWT_HINT, UpsertPersona, is_jwt_refused};
@@ -47,6 +48,9 @@ pub struct SeedArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Print one JSON report on stdout (per-persona lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Resolves the admin JWT from `--jwt-file`, `--jwt` (with a warning) or config.
@@ -97,6 +101,19 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
     // Printed: without the userinfo a URL may carry.
     let endpoint = crate::http::redact_url(&join(cfg.platform_api_base(), &cfg.admin_prefix));
     if a.dry_run {
+        if a.json {
+            let rows = personas
+                .iter()
+                .map(|p| SeedRow {
+                    email: p.email.clone(),
+                    status: SeedStatus::WouldSeed,
+                    user_id: None,
+                    error: None,
+                })
+                .collect();
+            print_json(&endpoint, true, rows, None)?;
+            return Ok(EXIT_OK);
+        }
         for p in &personas {
             println!(
                 "would upsert {} ({}, {}, {} modules) via POST {endpoint}",
@@ -113,27 +130,30 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
         clients::admin(&cfg, admin_jwt(&a.jwt_file, &a.jwt)?)?,
         &a.jwt_file,
     );
-    let reporter = Reporter::new(personas.len(), false);
+    let reporter = Reporter::new(personas.len(), a.json);
+    let retry_note = reporter.notices();
+    let log_json = g.log_format == LogFormat::Json;
     admin.budget().on_wait(reporter.notices());
     // Set when the admin JWT is refused for good: the rest is not tried, and
     // the summary says which personas were done.
     let refused = AtomicBool::new(false);
-    let results: Vec<Seeded> = futures::stream::iter(personas.iter())
+    let mut results: Vec<SeedRow> = futures::stream::iter(personas.iter())
         .map(|p| {
             let admin = &admin;
             let reporter = &reporter;
             let cfg = &cfg;
             let refused = &refused;
+            let retry_note = &retry_note;
             async move {
                 if refused.load(Ordering::SeqCst) {
-                    return Seeded::NotTried(p.email.clone());
+                    return SeedRow::not_tried(&p.email, None);
                 }
                 let password =
                     match crate::password::derive(&cfg.seed_secret, &p.email, cfg.production) {
                         Ok(pw) => pw,
                         Err(e) => {
                             reporter.line(&format!("✗ {} — {e}", p.email));
-                            return Seeded::Failed;
+                            return SeedRow::failed(&p.email, e.to_string());
                         }
                     };
                 let body = UpsertPersona {
@@ -146,28 +166,35 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
                     tick_cadence: Some(p.tick_cadence.as_str().to_string()),
                 };
                 let r = admin
-                    .upsert(&body, |e, d| {
-                        reporter.line(&format!(
-                            "  ↻ {}: {e}; retrying in {:.1}s",
-                            p.email,
-                            d.as_secs_f64()
-                        ))
+                    .upsert(&body, |n| {
+                        // Like every retry line: stderr, at info, gone
+                        // under -q; here with the persona it is for.
+                        if log_json {
+                            tracing::info!(target: crate::http::RETRY_TARGET, persona = %p.email, "{n}");
+                        } else if !quiet() {
+                            retry_note(&format!("  ↻ {}: {n}", p.email));
+                        }
                     })
                     .await;
                 reporter.inc();
                 match r {
                     Ok(resp) => {
                         reporter.line(&format!("✓ {} ({})", p.email, resp.user_id));
-                        Seeded::Done(p.email.clone())
+                        SeedRow {
+                            email: p.email.clone(),
+                            status: SeedStatus::Seeded,
+                            user_id: Some(resp.user_id),
+                            error: None,
+                        }
                     }
                     Err(e) if is_jwt_refused(&e) => {
                         refused.store(true, Ordering::SeqCst);
                         reporter.line(&format!("✗ {} — {e}", p.email));
-                        Seeded::NotTried(p.email.clone())
+                        SeedRow::not_tried(&p.email, Some(e.to_string()))
                     }
                     Err(e) => {
                         reporter.line(&format!("✗ {} — {e}", p.email));
-                        Seeded::Failed
+                        SeedRow::failed(&p.email, e.to_string())
                     }
                 }
             }
@@ -176,11 +203,33 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
         .collect()
         .await;
     reporter.finish();
-    let done: Vec<&str> = results.iter().filter_map(Seeded::done).collect();
+    // Finished in any order; reported in catalog order.
+    let position: std::collections::HashMap<&str, usize> = personas
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.email.as_str(), i))
+        .collect();
+    results.sort_by_key(|r| position.get(r.email.as_str()).copied());
+    let stopped = refused.load(Ordering::SeqCst);
     let failed = results
         .iter()
-        .filter(|r| matches!(r, Seeded::Failed))
+        .filter(|r| r.status == SeedStatus::Failed)
         .count();
+    let code = if stopped || failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    };
+    if a.json {
+        print_json(
+            &endpoint,
+            false,
+            results,
+            stopped.then_some(EXPIRED_JWT_HINT),
+        )?;
+        return Ok(code);
+    }
+    let done = emails(&results, SeedStatus::Seeded);
     println!(
         "seeded {} of {} personas via {endpoint}{}",
         done.len(),
@@ -191,14 +240,8 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
             String::new()
         }
     );
-    if refused.load(Ordering::SeqCst) {
-        let not_done: Vec<&str> = results
-            .iter()
-            .filter_map(|r| match r {
-                Seeded::NotTried(e) => Some(e.as_str()),
-                _ => None,
-            })
-            .collect();
+    if stopped {
+        let not_done = emails(&results, SeedStatus::NotTried);
         let list = |v: &[&str]| {
             if v.is_empty() {
                 "none".to_string()
@@ -212,26 +255,83 @@ pub async fn run(g: &GlobalArgs, a: SeedArgs) -> anyhow::Result<u8> {
         println!(
             "  seeding is idempotent: run the same command again (or with --only for the ones not done)"
         );
-        return Ok(EXIT_FAILED);
     }
-    Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
+    Ok(code)
 }
 
-/// How one persona's upsert ended.
-enum Seeded {
-    Done(String),
+/// How one persona's upsert ended (`status` in `seed --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum SeedStatus {
+    Seeded,
     Failed,
     /// Not sent, or refused for the admin JWT: to do again with a fresh one.
-    NotTried(String),
+    NotTried,
+    /// `--dry-run`: would be sent.
+    WouldSeed,
 }
 
-impl Seeded {
-    fn done(&self) -> Option<&str> {
-        match self {
-            Seeded::Done(e) => Some(e),
-            _ => None,
+/// One persona of `seed --json`; also what the text summary is counted from.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeedRow {
+    email: String,
+    status: SeedStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl SeedRow {
+    fn failed(email: &str, error: String) -> SeedRow {
+        SeedRow {
+            email: email.to_string(),
+            status: SeedStatus::Failed,
+            user_id: None,
+            error: Some(error),
         }
     }
+
+    fn not_tried(email: &str, error: Option<String>) -> SeedRow {
+        SeedRow {
+            email: email.to_string(),
+            status: SeedStatus::NotTried,
+            user_id: None,
+            error,
+        }
+    }
+}
+
+/// The emails of the rows that ended in `status`, in catalog order.
+fn emails(rows: &[SeedRow], status: SeedStatus) -> Vec<&str> {
+    rows.iter()
+        .filter(|r| r.status == status)
+        .map(|r| r.email.as_str())
+        .collect()
+}
+
+/// `seed --json`: the counts a script checks, then every persona. Keys are
+/// stable (README, "JSON output").
+fn print_json(
+    endpoint: &str,
+    dry_run: bool,
+    personas: Vec<SeedRow>,
+    stopped: Option<&str>,
+) -> anyhow::Result<()> {
+    let count = |s| personas.iter().filter(|r| r.status == s).count();
+    let v = serde_json::json!({
+        "endpoint": endpoint,
+        "dryRun": dry_run,
+        "total": personas.len(),
+        "seeded": count(SeedStatus::Seeded),
+        "failed": count(SeedStatus::Failed),
+        "notTried": count(SeedStatus::NotTried),
+        "stopped": stopped,
+        "personas": personas,
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }
 
 /// A client whose JWT came from `--jwt-file` re-reads that file on a 401.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::admin::fetch_show;
 use super::{Cx, Exchange, Mismatch, Outcome, Runner, check, mismatch};
+use crate::platform::internal::with_service_key;
 
 pub async fn run(r: &mut Runner) {
     check!(r, "internal.bad_service_key", [], bad_service_key(&r.cx));
@@ -62,12 +63,7 @@ fn feedback_rows(cx: &Cx) -> Value {
 }
 
 async fn post(cx: &Cx, path: &str, key: &str, body: &Value) -> Result<Exchange, Mismatch> {
-    let req = cx
-        .probe
-        .http
-        .post(cx.internal_url(path))
-        .header("x-service-key", key)
-        .json(body);
+    let req = with_service_key(cx.probe.http.post(cx.internal_url(path)), key).json(body);
     cx.probe.send(req).await
 }
 
@@ -87,11 +83,7 @@ fn written(ex: &Exchange, n: usize) -> Outcome {
 
 /// `GET /due` with `key`.
 async fn get_due(cx: &Cx, key: &str) -> Result<Exchange, Mismatch> {
-    let req = cx
-        .probe
-        .http
-        .get(cx.internal_url("/due"))
-        .header("x-service-key", key);
+    let req = with_service_key(cx.probe.http.get(cx.internal_url("/due")), key);
     cx.probe.send(req).await
 }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -13,8 +12,7 @@ use serde_json::Value;
 
 use super::budget::Budget;
 use super::send_json_paced;
-use crate::http::join;
-use crate::http::{HttpError, RetryPolicy};
+use crate::http::{HttpError, RetryNotice, RetryPolicy, join, log_retry};
 
 /// apps/api layout; the older mana-auth layout is `/api/v1/admin/personas`.
 pub const DEFAULT_PREFIX: &str = "/api/v1/personas/admin";
@@ -186,7 +184,7 @@ impl AdminClient {
         method: &str,
         url: &str,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
-        mut on_retry: impl FnMut(&HttpError, Duration),
+        mut on_retry: impl FnMut(&RetryNotice<'_>),
     ) -> Result<T, HttpError> {
         let used = self.current_jwt();
         let first = send_json_paced(
@@ -220,11 +218,12 @@ impl AdminClient {
     }
 
     /// `POST /`: create or update by email. Retried on transient failures;
-    /// `on_retry` lets the caller show the retry.
+    /// `on_retry` lets the caller show the retry (with the persona it is
+    /// for; [`log_retry`] otherwise).
     pub async fn upsert(
         &self,
         persona: &UpsertPersona,
-        on_retry: impl FnMut(&HttpError, Duration),
+        on_retry: impl FnMut(&RetryNotice<'_>),
     ) -> Result<UpsertResponse, HttpError> {
         let url = self.collection();
         self.send(
@@ -243,7 +242,7 @@ impl AdminClient {
                 "GET",
                 &url,
                 |jwt| self.http.get(&url).bearer_auth(jwt),
-                |_, _| {},
+                log_retry,
             )
             .await?;
         Ok(r.personas)
@@ -255,7 +254,7 @@ impl AdminClient {
             "GET",
             &url,
             |jwt| self.http.get(&url).bearer_auth(jwt),
-            |_, _| {},
+            log_retry,
         )
         .await
     }
@@ -267,7 +266,7 @@ impl AdminClient {
             "DELETE",
             &url,
             |jwt| self.http.delete(&url).bearer_auth(jwt),
-            |_, _| {},
+            log_retry,
         )
         .await
     }

@@ -268,7 +268,7 @@ impl AuthClient {
             &url,
             || self.http.post(&url).json(&body),
             login_retryable,
-            |_, _| {},
+            crate::http::log_retry,
         )
         .await
         .map_err(|e| AuthError::from_login(email, e))?;
@@ -315,7 +315,7 @@ impl AuthClient {
             "GET",
             &url,
             || self.http.get(&url).bearer_auth(bearer.expose_secret()),
-            |_, _| {},
+            crate::http::log_retry,
         )
         .await
     }

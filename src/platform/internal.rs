@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,9 @@ use crate::http::{HttpError, RetryPolicy};
 /// apps/api layout; the older mana-auth layout is `/api/v1/internal/personas`.
 pub const DEFAULT_PREFIX: &str = "/api/v1/personas/internal";
 pub const LEGACY_PREFIX: &str = "/api/v1/internal/personas";
+
+/// The header apps/api's internal endpoints read the service key from.
+pub const SERVICE_KEY_HEADER: &str = "x-service-key";
 
 /// The server refuses an actions batch with more rows than this (the number
 /// lives in `config`, which bounds `MAX_TOOL_CALLS` by it).
@@ -143,6 +147,14 @@ impl InternalClient {
         &self.budget
     }
 
+    /// `req` with the service key, marked sensitive like every other secret
+    /// header (the bearer, the LLM keys): `Debug` of the request or its
+    /// headers then prints `Sensitive`, and HTTP/2 never puts the value in
+    /// its compression table.
+    fn keyed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        with_service_key(req, self.key.expose_secret())
+    }
+
     pub async fn due(&self) -> Result<DueResponse, HttpError> {
         let url = format!("{}/due", self.root);
         send_json_paced(
@@ -150,13 +162,9 @@ impl InternalClient {
             &self.retry,
             "GET",
             &url,
-            || {
-                self.http
-                    .get(&url)
-                    .header("x-service-key", self.key.expose_secret())
-            },
+            || self.keyed(self.http.get(&url)),
             HttpError::is_transient,
-            |_, _| {},
+            crate::http::log_retry,
         )
         .await
     }
@@ -197,7 +205,7 @@ impl InternalClient {
         &self,
         rest: &str,
         body: Vec<u8>,
-        on_retry: impl FnMut(&HttpError, Duration),
+        mut on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<WriteResponse, HttpError> {
         let url = format!("{}{}", self.root, rest);
         let body = bytes::Bytes::from(body);
@@ -207,15 +215,56 @@ impl InternalClient {
             "POST",
             &url,
             || {
-                self.http
-                    .post(&url)
-                    .header("x-service-key", self.key.expose_secret())
+                self.keyed(self.http.post(&url))
                     .header("content-type", "application/json")
                     .body(body.clone())
             },
             HttpError::is_transient,
-            on_retry,
+            |n| on_retry(n.error, n.delay),
         )
         .await
+    }
+}
+
+/// `req` with `key` in [`SERVICE_KEY_HEADER`], marked sensitive (for every
+/// sender of the key: this client and the conformance probes).
+pub fn with_service_key(req: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
+    match HeaderValue::from_str(key) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            req.header(SERVICE_KEY_HEADER, value)
+        }
+        // Not a header value: the builder keeps the error (without the
+        // value) and the send reports it.
+        Err(_) => req.header(SERVICE_KEY_HEADER, key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service key never shows in a `Debug` of the request a client
+    /// sends (a `?request` in a log line, a panic message).
+    #[test]
+    fn the_service_key_header_is_sensitive() {
+        let key = "svc-KEY-3b9e-never-in-debug";
+        let c = InternalClient::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9",
+            DEFAULT_PREFIX,
+            SecretString::from(key),
+            RetryPolicy::NONE,
+        );
+        let req = c
+            .keyed(c.http.get("http://127.0.0.1:9/x"))
+            .build()
+            .expect("request builds");
+        let header = req.headers().get(SERVICE_KEY_HEADER).expect("header set");
+        assert!(header.is_sensitive());
+        assert_eq!(header.to_str().unwrap(), key, "the key is still sent");
+        for shown in [format!("{req:?}"), format!("{:?}", req.headers())] {
+            assert!(!shown.contains(key), "{shown}");
+        }
     }
 }

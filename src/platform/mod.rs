@@ -12,22 +12,24 @@ pub mod clients;
 pub mod internal;
 pub mod jwt;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::de::DeserializeOwned;
 
 use self::budget::Budget;
-use crate::http::{HttpError, RetryPolicy, status_error};
+use crate::http::{HttpError, RetryNotice, RetryPolicy, status_error};
 
 /// Sends a request built by `build` and decodes a 2xx JSON body, retrying
 /// transient failures per `policy`. `build` is called once per attempt so every
-/// attempt sends the identical body.
+/// attempt sends the identical body. `on_retry` hears of each retry before
+/// its wait ([`crate::http::log_retry`] when the caller has nothing better),
+/// so a dead endpoint is never a silent wait.
 pub(crate) async fn send_json<T: DeserializeOwned>(
     policy: &RetryPolicy,
     method: &str,
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
-    on_retry: impl FnMut(&HttpError, Duration),
+    on_retry: impl FnMut(&RetryNotice<'_>),
 ) -> Result<T, HttpError> {
     send_json_if(
         policy,
@@ -48,7 +50,7 @@ pub(crate) async fn send_json_if<T: DeserializeOwned>(
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
     retry_if: impl Fn(&HttpError) -> bool,
-    on_retry: impl FnMut(&HttpError, Duration),
+    on_retry: impl FnMut(&RetryNotice<'_>),
 ) -> Result<T, HttpError> {
     send_json_paced(None, policy, method, url, build, retry_if, on_retry).await
 }
@@ -66,7 +68,7 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
     retry_if: impl Fn(&HttpError) -> bool,
-    mut on_retry: impl FnMut(&HttpError, Duration),
+    mut on_retry: impl FnMut(&RetryNotice<'_>),
 ) -> Result<T, HttpError> {
     let send = || async {
         let mut waits = 0;
@@ -95,33 +97,47 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
             return Ok(resp);
         }
     };
-    let once = || async {
-        let resp = send().await?;
-        if !resp.status().is_success() {
-            return Err(status_error(method, url, resp).await);
+    // Counted here (the policy counts too, but only tells at the end) so a
+    // retry line can say which attempt comes next.
+    let made = AtomicU32::new(0);
+    let once = || {
+        made.fetch_add(1, Ordering::Relaxed);
+        async {
+            let resp = send().await?;
+            if !resp.status().is_success() {
+                return Err(status_error(method, url, resp).await);
+            }
+            let bytes = crate::http::read_body(resp, crate::http::MAX_BODY_BYTES)
+                .await
+                .map_err(|e| match e {
+                    crate::http::BodyError::Transport(e) => {
+                        HttpError::from_reqwest(method, url, &e)
+                    }
+                    too_large => HttpError::decode(method, url, too_large.to_string()),
+                })?;
+            serde_json::from_slice::<T>(&bytes).map_err(|e| {
+                HttpError::decode(
+                    method,
+                    url,
+                    format!(
+                        "{e} in {}",
+                        crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
+                    ),
+                )
+            })
         }
-        let bytes = crate::http::read_body(resp, crate::http::MAX_BODY_BYTES)
-            .await
-            .map_err(|e| match e {
-                crate::http::BodyError::Transport(e) => HttpError::from_reqwest(method, url, &e),
-                too_large => HttpError::Decode {
-                    method: method.to_string(),
-                    path: crate::http::path_of(url),
-                    message: too_large.to_string(),
-                },
-            })?;
-        serde_json::from_slice::<T>(&bytes).map_err(|e| HttpError::Decode {
-            method: method.to_string(),
-            path: crate::http::path_of(url),
-            message: format!(
-                "{e} in {}",
-                crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
-            ),
-        })
     };
+    let shown = crate::http::shown_url(url);
     policy
-        .run(once, retry_if, HttpError::retry_after, |e, d| {
-            on_retry(e, d)
+        .run(once, retry_if, HttpError::retry_after, |error, delay| {
+            on_retry(&RetryNotice {
+                method,
+                url: &shown,
+                attempt: made.load(Ordering::Relaxed) + 1,
+                of: policy.max_attempts,
+                delay,
+                error,
+            })
         })
         .await
         .map(|(v, _)| v)

@@ -117,7 +117,7 @@ pub async fn seed(cfg: &Config, seeds: &[Seed]) -> BTreeMap<String, String> {
                     module_mix: s.module_mix.clone(),
                     tick_cadence: Some(s.cadence.clone()),
                 },
-                |_, _| {},
+                |_| {},
             )
             .await
             .expect("seed upsert");
