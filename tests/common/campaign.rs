@@ -754,14 +754,17 @@ pub fn verify(sb: &Sandbox, state_dir: &Path, kills: &[Kill]) -> Tallies {
     t
 }
 
+/// (persona, tool, input hash): what a tool call and its action row share.
+pub type CallKey = (String, String, String);
+
 /// The calls the sandbox's MCP ran (`mcp_calls`), and per (persona, tool,
 /// input hash) how many of them no action row accounts for. A call is matched
 /// to rows by what both sides know: who, which tool, and the hash of the
 /// arguments (the runner's `input_hash`, over the arguments as sent). Rows
 /// may outnumber calls (calls refused before MCP, in flight at a deadline or
 /// a kill, transport failures are error rows too); never the other way round.
-pub fn tool_calls_without_rows(sb: &Sandbox) -> (usize, Vec<((String, String, String), usize)>) {
-    type Key = (String, String, String);
+pub fn tool_calls_without_rows(sb: &Sandbox) -> (usize, Vec<(CallKey, usize)>) {
+    type Key = CallKey;
     let mut calls: BTreeMap<Key, usize> = BTreeMap::new();
     let mut rows: BTreeMap<Key, usize> = BTreeMap::new();
     let mut total = 0;
