@@ -73,6 +73,21 @@ async fn setup(seeds: &[Seed], db: Option<PathBuf>) -> Env {
     Env { sb, home, ids }
 }
 
+/// [`setup`] with a model that takes `llm_latency_ms` per answer: a run that
+/// is still in its persona ticks when the test acts on it.
+async fn setup_slow_llm(llm_latency_ms: u64, seeds: &[Seed]) -> Env {
+    let sb = Sandbox::start(mana_sandbox::SandboxOptions {
+        llm_latency_ms,
+        ..mana_sandbox::SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
+    let ids = common::seed(&cfg, seeds).await;
+    Env { sb, home, ids }
+}
+
 /// Every actions POST is answered 503 (until the faults are cleared): the
 /// tick's batches stay in the outbox.
 fn refuse_actions(sb: &Sandbox) {
@@ -497,15 +512,7 @@ fn mcp_calls_of(sb: &Sandbox, user_id: &str) -> BTreeMap<(String, String), usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_mid_persona_posts_the_calls_already_made_once() {
     // A slow model: the kill lands while the second turn waits on it.
-    let sb = Sandbox::start(mana_sandbox::SandboxOptions {
-        llm_latency_ms: 700,
-        ..mana_sandbox::SandboxOptions::default()
-    })
-    .await
-    .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
-    let ids = common::seed(&cfg, &seeds(1, "[sandbox:tools=4]")).await;
+    let Env { sb, home, ids } = setup_slow_llm(700, &seeds(1, "[sandbox:tools=4]")).await;
     let user = ids.values().next().unwrap().clone();
 
     let mut child = tick_cmd(&sb.url(), home.path(), &[], &["--json"])
@@ -592,15 +599,7 @@ async fn kill_mid_persona_posts_the_calls_already_made_once() {
 /// one tick id on the platform.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_tick_on_the_same_state_dir_exits_4_naming_the_holder() {
-    let sb = Sandbox::start(mana_sandbox::SandboxOptions {
-        llm_latency_ms: 400,
-        ..mana_sandbox::SandboxOptions::default()
-    })
-    .await
-    .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
-    let ids = common::seed(&cfg, &seeds(3, "[sandbox:tools=2]")).await;
+    let Env { sb, home, ids } = setup_slow_llm(400, &seeds(3, "[sandbox:tools=2]")).await;
     let spawn = |c: Command| -> std::process::Child {
         let mut c = c;
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
