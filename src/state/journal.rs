@@ -327,5 +327,15 @@ mod tests {
             "t1 is queued already: its journal went with the enqueue"
         );
         assert_eq!(actions_in_outbox(&s).len(), 2);
+
+        // Entries of a tick whose batch is queued already (the outbox's
+        // UNIQUE (tick_id, kind)): the queued bytes stay, nothing is doubled.
+        s.journal_call(&tick("t1"), 0, &ok_row("t1", "notes.create"), true)
+            .unwrap();
+        s.requeue_interrupted_except("another").unwrap();
+        let queued = actions_in_outbox(&s);
+        assert_eq!(queued.len(), 2);
+        assert_eq!(queued[0].1, vec![ok_row("t1", "todo.create")]);
+        assert_eq!(s.requeue_interrupted_except("another").unwrap(), vec![]);
     }
 }
