@@ -6,7 +6,9 @@
 //! stop, one more tick runs, and the sandbox database, the runner's ledger
 //! and its outbox must agree: every persona tick that reported its rows as
 //! posted or queued has all of them exactly once, no row is duplicated, the
-//! outbox is empty, every failed persona has a reason.
+//! outbox is empty, every failed persona has a reason, and every tool call the
+//! sandbox's MCP ran has its action row (the tool-call journal posts the calls
+//! of a killed persona tick at the next start).
 //!
 //! Replay a campaign with `FAULT_CAMPAIGN_SEED=<seed printed>`.
 
@@ -42,6 +44,22 @@ fn tick_args() -> Vec<&'static str> {
         "--concurrency",
         CONCURRENCY,
     ]
+}
+
+/// How many interrupted persona ticks the runs' logs say were posted from
+/// the tool-call journal (issue 11.5).
+fn interrupted_logged(home: &std::path::Path) -> usize {
+    std::fs::read_dir(home)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".stderr"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .matches("recorded before the crash are posted now")
+                .count()
+        })
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,10 +255,13 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
     sb.faults().clear();
     let stats = sb.faults().stats();
     campaign::make_all_due(&sb);
+    // Queued actions, and the journals of persona ticks a kill interrupted
+    // (the tick's start queues those first): delivered before the due list.
     let waiting: BTreeSet<String> = campaign::outbox(&bin.state_dir)
         .into_iter()
         .filter(|e| e.kind == "actions" && !e.dead)
         .map(|e| e.persona_id)
+        .chain(campaign::journaled_personas(&bin.state_dir))
         .collect();
     bin.provider(false, "campaign-llm-key");
     let last = bin.run(&tick_args(), RUN_LIMIT).await;
@@ -309,6 +330,12 @@ async fn fault_campaign_loses_and_duplicates_nothing() {
         })
         .count();
     println!("  persona ticks the killed daemons reported: {daemon_ticks}");
+    println!(
+        "  tool calls the MCP ran: {}; without an action row: {} (interrupted ticks posted from the journal: {})",
+        t.tool_calls,
+        t.calls_without_row,
+        interrupted_logged(&bin.home)
+    );
     println!("  failure reasons: {:#?}", t.failure_reasons);
     println!(
         "  faults injected (rate {RATE}):\n{}",

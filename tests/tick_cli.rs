@@ -73,6 +73,21 @@ async fn setup(seeds: &[Seed], db: Option<PathBuf>) -> Env {
     Env { sb, home, ids }
 }
 
+/// [`setup`] with a model that takes `llm_latency_ms` per answer: a run that
+/// is still in its persona ticks when the test acts on it.
+async fn setup_slow_llm(llm_latency_ms: u64, seeds: &[Seed]) -> Env {
+    let sb = Sandbox::start(mana_sandbox::SandboxOptions {
+        llm_latency_ms,
+        ..mana_sandbox::SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
+    let ids = common::seed(&cfg, seeds).await;
+    Env { sb, home, ids }
+}
+
 /// Every actions POST is answered 503 (until the faults are cleared): the
 /// tick's batches stay in the outbox.
 fn refuse_actions(sb: &Sandbox) {
@@ -468,6 +483,115 @@ async fn kill_between_llm_work_and_post_loses_nothing() {
     // would hold a graceful shutdown for 20 s. The runtime drops them.
 }
 
+/// The tool calls the sandbox's MCP ran for `user_id`, as (tool, input hash)
+/// with how many times each: the hash the runner puts into the call's row.
+fn mcp_calls_of(sb: &Sandbox, user_id: &str) -> BTreeMap<(String, String), usize> {
+    let calls: Vec<(String, String)> = sb
+        .db()
+        .call(|c| {
+            let mut st =
+                c.prepare("SELECT tool, arguments FROM mcp_calls WHERE user_id = ?1 ORDER BY seq")?;
+            st.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("read mcp_calls");
+    let mut m = BTreeMap::new();
+    for (tool, args) in calls {
+        let v: Value = serde_json::from_str(&args).expect("arguments are JSON");
+        *m.entry((tool, mana_personas::runner::batch::input_hash(&v)))
+            .or_default() += 1;
+    }
+    m
+}
+
+/// Issue 11.5: a SIGKILL mid-persona, after a tool call already changed the
+/// platform and before the tick's end. The next `tick --once` posts the
+/// killed tick's journal as that tick's actions batch: every call the MCP ran
+/// has exactly one row, under the killed tick's id, and the persona (no
+/// longer due) is not run and paid for again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_mid_persona_posts_the_calls_already_made_once() {
+    // A slow model: the kill lands while the second turn waits on it.
+    let Env { sb, home, ids } = setup_slow_llm(700, &seeds(1, "[sandbox:tools=4]")).await;
+    let user = ids.values().next().unwrap().clone();
+
+    let mut child = tick_cmd(&sb.url(), home.path(), &[], &["--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tick");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.db().count("SELECT COUNT(*) FROM mcp_calls") == 0 {
+        assert!(Instant::now() < deadline, "no tool call reached MCP");
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("tick ended before the kill: {st}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let made = mcp_calls_of(&sb, &user);
+    assert!(!made.is_empty());
+    assert_eq!(
+        sb.db().count("SELECT COUNT(*) FROM persona_actions"),
+        0,
+        "the killed run posted nothing"
+    );
+    let state_db = home.path().join("state").join("state.db");
+    let killed_tick: String = rusqlite::Connection::open(&state_db)
+        .unwrap()
+        .query_row("SELECT last_tick_id FROM runs", [], |r| r.get(0))
+        .unwrap();
+
+    let o = output(tick_cmd(&sb.url(), home.path(), &[], &["--json"])).await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let s = summary_of(&o);
+    assert_eq!(s["outboxDelivered"], 1, "the journal's batch: {s}");
+    assert_eq!(s["outboxPending"], 0, "{s}");
+    assert_eq!(s["ran"], 0, "the persona is no longer due: {s}");
+    assert!(
+        err.contains(&format!("tick {killed_tick} was interrupted"))
+            && err.contains("recorded before the crash are posted now"),
+        "{err}"
+    );
+
+    // Every call the MCP ran has exactly one row; the only other rows are
+    // calls in flight at the kill (an error row each, never twice).
+    let rows = common::actions_of(&sb, &user);
+    assert!(rows.iter().all(|r| r.4 == killed_tick), "{rows:?}");
+    let mut by_call: BTreeMap<(String, String), Vec<&common::ActionDbRow>> = BTreeMap::new();
+    for r in &rows {
+        by_call
+            .entry((r.0.clone(), r.1.clone().unwrap_or_default()))
+            .or_default()
+            .push(r);
+    }
+    for (call, n) in &made {
+        let got = by_call.get(call).map_or(0, Vec::len);
+        assert_eq!(got, *n, "{call:?}: {n} run by MCP, {got} rows: {rows:?}");
+    }
+    for (call, rs) in &by_call {
+        if !made.contains_key(call) {
+            assert!(
+                rs.iter()
+                    .all(|r| r.2 == "error"
+                        && r.3.as_deref().is_some_and(|e| e.contains("in flight"))),
+                "{call:?} has rows but MCP never ran it: {rs:?}"
+            );
+        }
+    }
+    assert!(
+        common::feedback_of(&sb, &user).is_empty(),
+        "no rating turn happened in the killed tick"
+    );
+    let journal_left: i64 = rusqlite::Connection::open(&state_db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal_left, 0);
+}
+
 /// Issue 11.1: two `tick --once` on one state directory (a cron run beside a
 /// manual one) must not run the personas twice. With a slow LLM the first
 /// still holds the state directory when the second starts: exactly one runs
@@ -475,15 +599,7 @@ async fn kill_between_llm_work_and_post_loses_nothing() {
 /// one tick id on the platform.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_tick_on_the_same_state_dir_exits_4_naming_the_holder() {
-    let sb = Sandbox::start(mana_sandbox::SandboxOptions {
-        llm_latency_ms: 400,
-        ..mana_sandbox::SandboxOptions::default()
-    })
-    .await
-    .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
-    let ids = common::seed(&cfg, &seeds(3, "[sandbox:tools=2]")).await;
+    let Env { sb, home, ids } = setup_slow_llm(400, &seeds(3, "[sandbox:tools=2]")).await;
     let spawn = |c: Command| -> std::process::Child {
         let mut c = c;
         c.stdout(Stdio::piped()).stderr(Stdio::piped());

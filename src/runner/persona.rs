@@ -27,6 +27,8 @@ use crate::mcp::McpSession;
 use crate::platform::internal::{
     ActionResult, ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow,
 };
+use crate::state::StateError;
+use crate::state::journal::{JournalTick, in_flight_row};
 use crate::state::memory::Outcome;
 
 /// How a persona tick ended, for the summary.
@@ -248,9 +250,15 @@ pub async fn run(
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run start");
     }
     let work = Work::default();
+    let journal = JournalTick {
+        persona_id: p.user_id.clone(),
+        email: p.email.clone(),
+        tick_id: tick_id.to_string(),
+        started_at,
+    };
     let deadline = r.settings.persona_timeout;
     let result: Result<(), Fail> = tokio::select! {
-        res = play(r, p, tick_id, &work) => res,
+        res = play(r, p, &journal, &work) => res,
         _ = tokio::time::sleep(deadline) => Err(format!(
             "persona deadline of {}s passed during {}; work done so far is kept",
             deadline.as_secs(), work.with(|w| w.stage.clone())
@@ -387,8 +395,9 @@ pub async fn run(
 }
 
 /// The persona's day. Errors are reasons, already phrased for an operator.
-async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(), Fail> {
+async fn play(r: &Runner, p: &DuePersona, tick: &JournalTick, w: &Work) -> Result<(), Fail> {
     let s = &r.settings;
+    let tick_id = tick.tick_id.as_str();
     let (link, tools) = Link::open(r, &p.email, w).await?;
     let space = link.space().await;
     w.stage("tool names");
@@ -477,7 +486,7 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
         let results: Vec<Result<Block, Fail>> =
             futures::stream::iter(uses[..run_now].iter().cloned())
                 .map(|(id, llm_name, input)| {
-                    call_tool(r, &link, &names, w, tick_id, id, llm_name, input)
+                    call_tool(r, &link, &names, w, tick, id, llm_name, input)
                 })
                 .buffered(TOOL_CALLS_IN_PARALLEL)
                 .collect()
@@ -556,14 +565,16 @@ async fn play(r: &Runner, p: &DuePersona, tick_id: &str, w: &Work) -> Result<(),
 /// A denied tool is refused here (an error row, no MCP call). A 401 signs in
 /// again and repeats the call once on a new session; only the repeated
 /// call's result is a row. `Err` fails the persona (a second 401, or the new
-/// sign-in failed).
+/// sign-in failed). The call is journaled before it is sent and again with
+/// its row (`state::journal`), so a kill cannot lose the row of a call that
+/// reached the platform.
 #[allow(clippy::too_many_arguments)]
 async fn call_tool(
     r: &Runner,
     link: &Link,
     names: &ToolNames,
     w: &Work,
-    tick_id: &str,
+    tick: &JournalTick,
     id: String,
     llm_name: String,
     input: Value,
@@ -582,6 +593,12 @@ async fn call_tool(
     };
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
+    journaled(r.state.journal_call(
+        tick,
+        slot,
+        &in_flight_row(&tick.tick_id, mcp_name, &hash),
+        false,
+    ));
     let mut started = Instant::now();
     let (is_error, text) = match (r.settings.tools.refusal(mcp_name), &input) {
         (Some(why), _) => (
@@ -600,6 +617,7 @@ async fn call_tool(
                     Ok(m) => m,
                     Err(f) => {
                         w.void_call(slot);
+                        journaled(r.state.journal_void(&tick.tick_id, slot));
                         return Err(f);
                     }
                 };
@@ -609,6 +627,7 @@ async fn call_tool(
                     && e.is_unauthorized()
                 {
                     w.void_call(slot);
+                    journaled(r.state.journal_void(&tick.tick_id, slot));
                     return Err(format!(
                         "{e} — again on a new session right after signing in again; the platform refuses this persona's fresh JWT"
                     )
@@ -628,23 +647,30 @@ async fn call_tool(
     let took = started.elapsed();
     r.metrics.tool_call(mcp_name, !is_error, took);
     let latency = took.as_millis() as u64;
-    w.finish_call(
-        slot,
-        ActionRow {
-            tick_id: tick_id.to_string(),
-            tool_name: mcp_name.to_string(),
-            input_hash: Some(hash),
-            result: if is_error {
-                ActionResult::Error
-            } else {
-                ActionResult::Ok
-            },
-            error_message: is_error.then(|| cut_chars(&text, ERROR_MESSAGE_CHARS)),
-            latency_ms: Some(latency),
+    let row = ActionRow {
+        tick_id: tick.tick_id.clone(),
+        tool_name: mcp_name.to_string(),
+        input_hash: Some(hash),
+        result: if is_error {
+            ActionResult::Error
+        } else {
+            ActionResult::Ok
         },
-    );
+        error_message: is_error.then(|| cut_chars(&text, ERROR_MESSAGE_CHARS)),
+        latency_ms: Some(latency),
+    };
+    journaled(r.state.journal_call(tick, slot, &row, true));
+    w.finish_call(slot, row);
     w.log(json!({"event": "tool", "index": slot, "tool": mcp_name, "input": input, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     Ok(result(text, is_error))
+}
+
+/// A journal write that failed is logged, not fatal: the call's row is still
+/// in memory and posted at the tick's end; only a crash before then loses it.
+fn journaled(res: Result<(), StateError>) {
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "cannot journal the tool call; a crash before the tick's end would lose its row");
+    }
 }
 
 /// The persona's preferred modules that have offered tools in this session,
@@ -720,6 +746,9 @@ async fn deliver(
             && let Err(e) = r.internal.post_feedback(&p.user_id, &f, |_, _| {}).await
         {
             return Delivery::Refused(e.to_string());
+        }
+        if let Err(e) = r.state.journal_forget(tick_id) {
+            tracing::warn!(persona = %p.email, error = %e, "cannot clear the tool-call journal; the next start posts the rows again (harmless: same ids)");
         }
         return Delivery::Posted;
     }

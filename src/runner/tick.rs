@@ -214,6 +214,24 @@ pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> 
     report
 }
 
+/// Queues the tool calls of persona ticks a killed process left unfinished
+/// (`state::journal`) as those ticks' actions batches, so the drain that
+/// follows posts them. No feedback batch: their rating turn never happened.
+fn requeue_interrupted(r: &Runner) {
+    match r.state.requeue_interrupted() {
+        Ok(ticks) => {
+            for t in ticks {
+                tracing::warn!(
+                    persona = %t.email, tick = %t.tick_id, calls = t.calls,
+                    "persona {}: tick {} was interrupted; {} tool calls recorded before the crash are posted now",
+                    t.email, t.tick_id, t.calls
+                );
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the tool-call journal"),
+    }
+}
+
 /// A new tick id: time-ordered (UUIDv7), unique per persona tick.
 pub fn new_tick_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -240,6 +258,7 @@ pub async fn run_once(
     if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger summaries");
     }
+    requeue_interrupted(r);
     let drained = drain_until(r, None, stop).await;
     // Personas whose rows are still queued are not run again: their
     // server-side lastActiveAt has not moved, and running them would pay for a

@@ -1,6 +1,8 @@
 //! Local state that makes the runner safe to kill and cheap to rerun, in one
 //! SQLite file (`state.db` in the state directory):
 //! - [`outbox`]: a tick's batches, written before posting, removed after a 2xx;
+//! - [`journal`]: each tool call of a running persona tick, until its batches
+//!   are in the outbox (a killed tick's calls are queued at the next start);
 //! - [`memory`]: when each persona ran and how it ended (zero-action and
 //!   failure backoff, so no persona burns LLM money in a loop);
 //! - [`ledger`]: each persona tick's transcript, pruned by age;
@@ -13,6 +15,7 @@
 //! persona-tick's CPU (BENCHMARKS.md, overhead).
 
 pub mod error_class;
+pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod memory;
@@ -107,6 +110,7 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(journal::SCHEMA).map_err(db)?;
         summary::migrate(&mut conn).map_err(db)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),

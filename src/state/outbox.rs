@@ -37,7 +37,8 @@ impl Entry {
 
 impl State {
     /// Queues one tick's batches in one transaction (actions first). Empty
-    /// batches are not queued: the server rejects them.
+    /// batches are not queued: the server rejects them. The tick's tool-call
+    /// journal goes in the same transaction: its rows are in the outbox now.
     pub fn enqueue(
         &self,
         persona_id: &str,
@@ -61,6 +62,7 @@ impl State {
                 )?
                 .execute(params![persona_id, email, tick_id, kind, body, rows as i64, now])?;
             }
+            super::journal::forget(&tx, tick_id)?;
             tx.commit()
         })
     }

@@ -379,6 +379,23 @@ pub fn outbox(state_dir: &Path) -> Vec<OutboxEntry> {
     .unwrap()
 }
 
+/// Personas with tool calls in the runner's journal: persona ticks a killed
+/// run left unfinished, which the next start queues as their actions batches.
+pub fn journaled_personas(state_dir: &Path) -> BTreeSet<String> {
+    if !state_dir.join("state.db").exists() {
+        return BTreeSet::new();
+    }
+    let c = open_state(state_dir);
+    // A runner without the journal (before issue 11.5) has no such table.
+    let Ok(mut st) = c.prepare("SELECT DISTINCT persona_id FROM journal") else {
+        return BTreeSet::new();
+    };
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// The rows of one tick id on the sandbox side.
 #[derive(Debug, Clone, Default)]
 pub struct StoredTick {
@@ -504,6 +521,10 @@ pub struct Tallies {
     pub snapshot_only_ticks: usize,
     /// Ticks delivered by a run killed before it wrote the ledger.
     pub orphan_ticks: usize,
+    /// `tools/call`s the sandbox's MCP ran (its `mcp_calls` log).
+    pub tool_calls: usize,
+    /// Of those, calls no action row on the platform accounts for.
+    pub calls_without_row: usize,
     pub failure_reasons: BTreeMap<String, usize>,
 }
 
@@ -695,6 +716,19 @@ pub fn verify(sb: &Sandbox, state_dir: &Path, kills: &[Kill]) -> Tallies {
         }
     }
 
+    // Every tool call the platform ran has its row (issue 11.5: with the
+    // journal, even a call made just before a SIGKILL).
+    let (calls, missing) = tool_calls_without_rows(sb);
+    t.tool_calls = calls;
+    t.calls_without_row = missing.iter().map(|m| m.1).sum();
+    if t.calls_without_row > 0 {
+        problems.push(format!(
+            "{} of {calls} tool calls the MCP ran have no action row; e.g. (persona, tool, inputHash) {:?}",
+            t.calls_without_row,
+            &missing[..missing.len().min(4)]
+        ));
+    }
+
     // Every stored row is one expected row: the ledger's (and the kill
     // snapshots') batches account for the whole table, nothing more.
     if accounted_rows != t.action_rows + t.feedback_rows {
@@ -718,6 +752,62 @@ pub fn verify(sb: &Sandbox, state_dir: &Path, kills: &[Kill]) -> Tallies {
         );
     }
     t
+}
+
+/// (persona, tool, input hash): what a tool call and its action row share.
+pub type CallKey = (String, String, String);
+
+/// The calls the sandbox's MCP ran (`mcp_calls`), and per (persona, tool,
+/// input hash) how many of them no action row accounts for. A call is matched
+/// to rows by what both sides know: who, which tool, and the hash of the
+/// arguments (the runner's `input_hash`, over the arguments as sent). Rows
+/// may outnumber calls (calls refused before MCP, in flight at a deadline or
+/// a kill, transport failures are error rows too); never the other way round.
+pub fn tool_calls_without_rows(sb: &Sandbox) -> (usize, Vec<(CallKey, usize)>) {
+    type Key = CallKey;
+    let mut calls: BTreeMap<Key, usize> = BTreeMap::new();
+    let mut rows: BTreeMap<Key, usize> = BTreeMap::new();
+    let mut total = 0;
+    sb.db()
+        .call(|c| {
+            let mut st = c.prepare("SELECT user_id, tool, arguments FROM mcp_calls")?;
+            let it = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in it {
+                let (user, tool, args) = row?;
+                let v: Value = serde_json::from_str(&args).unwrap_or(Value::Null);
+                let hash = mana_personas::runner::batch::input_hash(&v);
+                *calls.entry((user, tool, hash)).or_default() += 1;
+                total += 1;
+            }
+            let mut st =
+                c.prepare("SELECT persona_id, tool_name, input_hash FROM persona_actions")?;
+            let it = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                ))
+            })?;
+            for row in it {
+                *rows.entry(row?).or_default() += 1;
+            }
+            Ok(())
+        })
+        .expect("read the MCP calls and the action rows");
+    let missing = calls
+        .into_iter()
+        .filter_map(|(k, n)| {
+            let have = rows.get(&k).copied().unwrap_or(0);
+            (n > have).then(|| (k, n - have))
+        })
+        .collect();
+    (total, missing)
 }
 
 /// Ids `{tick}-0-…` to `{tick}-(n-1)-…`, each once: one whole batch.

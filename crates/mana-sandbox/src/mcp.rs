@@ -9,7 +9,8 @@
 //! - [`catalog`]: the real `tools/list` (vendored fixture), one page.
 //! - [`validate`]: zod-worded argument validation.
 //! - [`policy`]: the optional 30-per-minute gate.
-//! - [`handlers`] over [`store`]: what each tool does, per (user, space).
+//! - [`handlers`] over [`store`]: what each tool does, per (user, space);
+//!   every `tools/call` that reaches the server is logged (`mcp_calls`).
 //!
 //! Why rmcp underneath and not a hand-written server: the runner's client is
 //! hand-written, so the sandbox serving through the official Rust SDK tests
@@ -136,13 +137,14 @@ impl ServerHandler for SandboxMcp {
             .cloned()
             .ok_or_else(|| ErrorData::internal_error("no caller on the request", None))?;
         let name = request.name.as_ref();
+        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        store::log_call(&self.state.db, &caller, name, &args);
         let Some(schema) = catalog::input_schema(name) else {
             return Ok(text_result(
                 format!("MCP error -32602: Tool {name} not found"),
                 true,
             ));
         };
-        let args = Value::Object(request.arguments.clone().unwrap_or_default());
         let args = match validate::parse(schema, &args) {
             Ok(Value::Object(parsed)) => parsed,
             Ok(_) => unreachable!("an object schema parses to an object"),

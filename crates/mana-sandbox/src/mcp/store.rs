@@ -23,11 +23,43 @@ CREATE TABLE IF NOT EXISTS mcp_items (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mcp_items_owner ON mcp_items(user_id, space_id, kind);
+-- every tools/call that reached the server (past the transport: a faulted or
+-- refused request is not here), whatever its result: what a test compares the
+-- runner's action rows with
+CREATE TABLE IF NOT EXISTS mcp_calls (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    TEXT NOT NULL,
+    space_id   TEXT NOT NULL,
+    tool       TEXT NOT NULL,
+    arguments  TEXT NOT NULL,
+    at         TEXT NOT NULL
+);
 "#;
 
 /// Creates the table (idempotent).
 pub fn init(db: &Db) -> rusqlite::Result<()> {
     db.call(|c| c.execute_batch(SCHEMA))
+}
+
+/// Logs one `tools/call` the server is about to run (arguments as received,
+/// compact JSON). Why: the platform changes as a call runs; a test proves
+/// every such call got its action row from the runner by comparing the two.
+pub fn log_call(db: &Db, who: &McpCaller, tool: &str, arguments: &Value) {
+    let res = db.call(|c| {
+        c.execute(
+            "INSERT INTO mcp_calls (user_id, space_id, tool, arguments, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                who.user_id,
+                who.space_id,
+                tool,
+                arguments.to_string(),
+                chrono::Utc::now().to_rfc3339()
+            ],
+        )
+    });
+    if let Err(e) = res {
+        tracing::error!(error = %e, "sandbox MCP: cannot log the call");
+    }
 }
 
 /// A failure the handler reports as `Tool X failed: ...`.
