@@ -256,7 +256,7 @@ pub async fn run_once(
         None
     } else {
         tokio::select! {
-            due = r.internal.due() => Some(due?.personas),
+            due = r.internal.due() => Some(due?),
             _ = stop.aborted() => None,
         }
     };
@@ -272,19 +272,41 @@ pub async fn run_once(
         return Ok(summary);
     };
     let mut summary = TickSummary {
-        due: due.len(),
+        due: due.personas.len() + due.malformed.len(),
         outbox_delivered: drained.delivered,
         ..TickSummary::default()
     };
+    // One bad entry skips that entry, not the tick.
+    for (i, why) in &due.malformed {
+        let why = crate::http::cut(why, 200);
+        tracing::warn!(index = i, error = %why, "due entry #{i} skipped: not a persona");
+        summary.skipped.push(Skipped {
+            persona: format!("due entry #{i}"),
+            reason: format!("malformed due entry: {why}"),
+        });
+    }
     let explicit = !opts.personas.is_empty();
     let mut run: Vec<DuePersona> = Vec::new();
-    for p in due {
+    // The first entry of a userId runs; a repeat (even under another
+    // spelling of the email) would run the persona twice, and a copy's
+    // failed login would land in the real persona's run memory.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut duplicates = 0usize;
+    for p in due.personas {
         let skip = |summary: &mut TickSummary, reason: String| {
             summary.skipped.push(Skipped {
                 persona: p.email.clone(),
                 reason,
             })
         };
+        if !seen.insert(p.user_id.clone()) {
+            duplicates += 1;
+            skip(
+                &mut summary,
+                "duplicate due entry: an earlier entry has the same userId".into(),
+            );
+            continue;
+        }
         // A userId is put into URL paths; one that is not a plain id
         // (`../admin/…`) would send the service key elsewhere.
         if !crate::http::is_plain_id(&p.user_id) {
@@ -328,6 +350,12 @@ pub async fn run_once(
             continue;
         }
         run.push(p);
+    }
+    if duplicates > 0 {
+        tracing::warn!(
+            duplicates,
+            "the due list repeats personas (same userId); each runs once, as its first entry"
+        );
     }
     // Forced personas the due list did not have: run them all the same
     // (the operator named them and said --force).
