@@ -234,11 +234,18 @@ pub async fn run_once(
     let started = Instant::now();
     let budget_before = r.internal.budget().stats();
     let now = chrono::Utc::now();
-    if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
-        tracing::warn!(error = %e, "cannot prune the ledger");
-    }
-    if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
-        tracing::warn!(error = %e, "cannot prune the ledger summaries");
+    match r.state.prune_daily(
+        r.settings.ledger_retention_days,
+        r.settings.ledger_summary_days,
+        now,
+    ) {
+        Ok(Some(p)) => tracing::info!(
+            transcripts = p.transcripts,
+            summaries = p.summaries,
+            "ledger pruned (once a day)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot prune the ledger"),
+        Ok(None) => {}
     }
     let drained = drain_until(r, None, stop).await;
     // Personas whose rows are still queued are not run again: their

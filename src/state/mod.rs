@@ -5,7 +5,8 @@
 //!   failure backoff, so no persona burns LLM money in a loop);
 //! - [`ledger`]: each persona tick's transcript, pruned by age;
 //! - [`summary`]: each persona tick's summary, kept much longer (reports).
-//! - [`lock`]: one process per state directory (an OS file lock).
+//! - [`lock`]: one process per state directory (an OS file lock);
+//! - [`meta`]: the database's own bookkeeping (when the ledger was pruned).
 //!
 //! Why SQLite: a transaction makes "the batch is queued" atomic, and an
 //! operator can read all of it with `sqlite3`. Statements on a persona tick's
@@ -16,6 +17,7 @@ pub mod error_class;
 pub mod ledger;
 pub mod lock;
 pub mod memory;
+pub mod meta;
 pub mod outbox;
 pub mod summary;
 
@@ -107,6 +109,7 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(meta::SCHEMA).map_err(db)?;
         summary::migrate(&mut conn).map_err(db)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),
