@@ -241,9 +241,11 @@ pub async fn run(
 ) -> PersonaReport {
     let started = Instant::now();
     let started_at = Utc::now();
+    let (id, email, tick) = (p.user_id.clone(), p.email.clone(), tick_id.to_string());
     if let Err(e) = r
         .state
-        .record_start(&p.user_id, &p.email, tick_id, started_at)
+        .off_runtime(move |s| s.record_start(&id, &email, &tick, started_at))
+        .await
     {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run start");
     }
@@ -318,25 +320,33 @@ pub async fn run(
         RunOutcome::Failed => Outcome::Failed,
     };
     let finished = Utc::now();
-    if let Err(e) = r.state.record_finish(
-        &p.user_id,
-        memory_outcome,
-        actions.len(),
-        p.cadence(),
-        error.as_deref(),
-        finished,
-    ) {
+    let (id, count, cadence, err) = (p.user_id.clone(), actions.len(), p.cadence(), error.clone());
+    if let Err(e) = r
+        .state
+        .off_runtime(move |s| {
+            s.record_finish(
+                &id,
+                memory_outcome,
+                count,
+                cadence,
+                err.as_deref(),
+                finished,
+            )
+        })
+        .await
+    {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run end");
     }
     if let Err(Fail {
         hold: Some(hold), ..
     }) = &result
-        && let Err(e) = r.state.hold_until(
-            &p.user_id,
-            finished + chrono::Duration::from_std(*hold).unwrap_or(chrono::Duration::days(1)),
-        )
     {
-        tracing::warn!(persona = %p.email, error = %e, "cannot record the backoff");
+        let until =
+            finished + chrono::Duration::from_std(*hold).unwrap_or(chrono::Duration::days(1));
+        let id = p.user_id.clone();
+        if let Err(e) = r.state.off_runtime(move |s| s.hold_until(&id, until)).await {
+            tracing::warn!(persona = %p.email, error = %e, "cannot record the backoff");
+        }
     }
     let modules: BTreeSet<String> = actions
         .iter()
@@ -370,19 +380,35 @@ pub async fn run(
         })
     });
     let outcome_str = report.outcome.as_str();
-    if let Err(e) = r.state.ledger_write(
-        tick_id,
-        &p.user_id,
-        &p.email,
-        started_at,
-        finished,
-        outcome_str,
-        &transcript,
-    ) {
+    let stage = work.with(|w| w.stage.clone());
+    let summary = super::summary::build(r, p, &report, &stage, started_at, finished, &transcript);
+    // One trip off the runtime for both; the transcript moves, not copied.
+    let (id, email, tick) = (p.user_id.clone(), p.email.clone(), tick_id.to_string());
+    let written = r
+        .state
+        .off_runtime(move |s| {
+            let ledger = s.ledger_write(
+                &tick,
+                &id,
+                &email,
+                started_at,
+                finished,
+                outcome_str,
+                &transcript,
+            );
+            Ok((ledger, s.summary_write(&summary)))
+        })
+        .await;
+    let (ledger, summary) = match written {
+        Ok(both) => both,
+        Err(e) => (Err(e), Ok(())),
+    };
+    if let Err(e) = ledger {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
     }
-    let stage = work.with(|w| w.stage.clone());
-    super::summary::record(r, p, &report, &stage, started_at, finished, &transcript);
+    if let Err(e) = summary {
+        tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger summary");
+    }
     report
 }
 
@@ -710,7 +736,18 @@ async fn deliver(
     let f = FeedbackBatch {
         feedback: feedback.to_vec(),
     };
-    if let Err(e) = r.state.enqueue(&p.user_id, &p.email, tick_id, &a, &f) {
+    let (id, email, tick, qa, qf) = (
+        p.user_id.clone(),
+        p.email.clone(),
+        tick_id.to_string(),
+        a.clone(),
+        f.clone(),
+    );
+    if let Err(e) = r
+        .state
+        .off_runtime(move |s| s.enqueue(&id, &email, &tick, &qa, &qf))
+        .await
+    {
         // Without the outbox, post directly: losing durability beats losing rows.
         tracing::error!(persona = %p.email, error = %e, "cannot queue the batch; posting without the outbox");
         if let Err(e) = r.internal.post_actions(&p.user_id, &a, |_, _| {}).await {
