@@ -26,14 +26,21 @@ fn main() -> ExitCode {
     };
     let json = cli.command.json();
     let log_format = cli.global.log_format;
-    match runtime.block_on(cli::run(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let code = match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
         Err(e) => {
             let code = cli::exit_code_of(&e);
             report_fatal(&cli::render_error(&e), code, json, log_format);
-            ExitCode::from(code)
+            code
         }
-    }
+    };
+    // A state.db call still on the blocking pool (a stop while another
+    // process held the lock) may be a tick's rows going into the outbox: it
+    // gets one busy timeout to finish; dropping the runtime would wait for
+    // it without bound.
+    runtime
+        .shutdown_timeout(mana_personas::state::BUSY_TIMEOUT + std::time::Duration::from_secs(1));
+    ExitCode::from(code)
 }
 
 /// A fatal error, where the operator's tools look for it: one JSON object on

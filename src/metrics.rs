@@ -271,6 +271,12 @@ impl Metrics {
         self.outbox_pending.set(n as i64);
     }
 
+    /// The last outbox count set: what `/health` serves while `state.db`
+    /// does not answer at once.
+    pub fn outbox_pending(&self) -> u64 {
+        self.outbox_pending.get().max(0) as u64
+    }
+
     pub fn set_paused(&self, paused: bool) {
         self.paused.set(paused as i64);
     }

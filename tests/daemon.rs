@@ -932,3 +932,151 @@ async fn serves_the_report_of_its_own_ledger() {
     })
     .await;
 }
+
+/// One request with a deadline: `None` when nothing answered within `limit`.
+fn within(method: &str, base: &str, path: &str, limit: Duration) -> Option<(u16, String)> {
+    tokio::runtime::Handle::current().block_on(async {
+        let client = reqwest::Client::builder().timeout(limit).build().ok()?;
+        let url = format!("{base}{path}");
+        let req = match method {
+            "POST" => client.post(url),
+            _ => client.get(url),
+        };
+        let resp = req.send().await.ok()?;
+        let code = resp.status().as_u16();
+        Some((code, resp.text().await.ok()?))
+    })
+}
+
+/// Issue 11.9: another process holding state.db's write lock (a `sqlite3`
+/// shell in a transaction) freezes nothing. While it holds the lock, longer
+/// than the busy timeout: `/health` answers within 2 s every time (with the
+/// last outbox count read, said so), `/diag/tick` answers, the watchdog keeps
+/// pinging, and the tick reports the lock instead of hanging; once the lock
+/// is gone, a tick runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_db_locked_by_another_process_freezes_nothing() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(2, "locked", "[sandbox:tools=2]")).await;
+    let url = sb.url();
+    let socket_path = home.join("notify.sock");
+    let notify = UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let pings = Arc::new(Mutex::new(0usize));
+    let sink = pings.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
+            {
+                *sink.lock().unwrap() += 1;
+            }
+        }
+    });
+    let sock = socket_path.display().to_string();
+    blocking(move || {
+        let mut d = Daemon::start(
+            &url,
+            &home,
+            &[
+                ("TICK_INTERVAL_MS", "600000"),
+                ("NOTIFY_SOCKET", &sock),
+                ("WATCHDOG_USEC", "1000000"),
+            ],
+            &[],
+        );
+        d.wait_for("the first tick to finish", Duration::from_secs(30), || {
+            !d.health()["lastTick"].is_null()
+        });
+        let db = rusqlite::Connection::open(home.join("state").join("state.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute_batch("BEGIN EXCLUSIVE; CREATE TABLE held_by_a_test (x);")
+            .unwrap();
+        let answer = |method: &str, path: &str| {
+            within(method, &d.base, path, Duration::from_secs(2)).unwrap_or_else(|| {
+                panic!(
+                    "{method} {path} did not answer within 2 s during the lock\n{}",
+                    d.log_text()
+                )
+            })
+        };
+        let t0 = Instant::now();
+        let (code, body) = answer("POST", "/diag/tick");
+        assert_eq!(
+            code, 202,
+            "a tick starts against the locked database: {body}"
+        );
+        let pings_before = *pings.lock().unwrap();
+
+        // Longer than the busy timeout (10 s): the tick waits on the lock
+        // all along, and everything else answers.
+        let mut cached = 0;
+        let mut probes = 0;
+        while t0.elapsed() < Duration::from_secs(12) {
+            let (code, body) = answer("GET", "/health");
+            assert_eq!(code, 200, "{body}");
+            let h: Value = serde_json::from_str(&body).unwrap();
+            if h["outboxPendingCached"] == true {
+                assert!(h["stateDb"].as_str().unwrap().contains("lock"), "{h}");
+                cached += 1;
+            }
+            probes += 1;
+            if probes == 2 {
+                assert_eq!(answer("GET", "/metrics").0, 200);
+                // The scheduler loop answers too: the tick is still running.
+                let (code, body) = answer("POST", "/diag/tick");
+                assert_eq!(code, 409, "{body}");
+                assert!(body.contains("a tick is running"), "{body}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(
+            probes >= 5 && cached >= 1,
+            "{probes} probes, {cached} cached"
+        );
+        let pinged = *pings.lock().unwrap() - pings_before;
+        assert!(pinged >= 5, "watchdog pings during the lock: {pinged}");
+
+        // The tick reports the lock (and /health's last tick says so).
+        d.wait_for(
+            "the tick to report the lock",
+            Duration::from_secs(30),
+            || {
+                d.messages("tick failed").iter().any(|m| {
+                    m["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("locked by another process"))
+                })
+            },
+        );
+        let last = &d.health()["lastTick"];
+        assert!(
+            last["error"]
+                .as_str()
+                .unwrap()
+                .contains("state.db is locked"),
+            "{last}"
+        );
+
+        // The lock goes away: the next tick runs.
+        db.execute_batch("ROLLBACK;").unwrap();
+        drop(db);
+        let (code, _) = d.post("/diag/tick", None);
+        assert_eq!(code, 202);
+        d.wait_for(
+            "a tick to finish after the lock",
+            Duration::from_secs(30),
+            || d.messages("tick finished").len() >= 2,
+        );
+        d.signal(libc::SIGTERM);
+        let (code, _) = d.wait_exit(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{}", d.log_text());
+    })
+    .await;
+    sb.shutdown().await;
+}

@@ -812,3 +812,91 @@ async fn a_due_entry_whose_user_id_is_a_path_is_skipped() {
     assert_eq!(common::actions_of(&env.sb, plain).len(), 1);
     assert!(common::actions_of(&env.sb, victim).is_empty());
 }
+
+/// Issue 11.2: a due list with each persona twice, an upper-cased email copy
+/// of a persona (same userId) and entries that are not personas (`null`, no
+/// userId, a number as userId): each persona runs once, as its first entry;
+/// each bad entry is skipped with a warning naming its index; the copy's
+/// failed login never happens, so the real persona's run memory is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_malformed_due_entries_run_each_persona_once() {
+    let env = setup(&seeds(2, "[sandbox:tools=2]"), None).await;
+    let p0 = &env.ids["cli.p0@mana.test"];
+    let p1 = &env.ids["cli.p1@mana.test"];
+    let entry = |id: &serde_json::Value, email: &str| {
+        serde_json::json!({
+            "userId": id, "email": email, "archetype": "test",
+            "systemPrompt": "You are a test persona. [sandbox:tools=2]",
+            "moduleMix": {"todo": 1.0}, "tickCadence": "daily", "lastActiveAt": null,
+        })
+    };
+    let (id0, id1) = (Value::from(p0.as_str()), Value::from(p1.as_str()));
+    env.sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: FaultKind::Respond {
+            status: 200,
+            body: serde_json::json!({"personas": [
+                entry(&id0, "cli.p0@mana.test"),
+                entry(&id1, "cli.p1@mana.test"),
+                entry(&id0, "cli.p0@mana.test"),
+                entry(&id0, "CLI.P0@MANA.TEST"),
+                null,
+                {"email": "nobody@mana.test"},
+                entry(&Value::from(7), "seven@mana.test"),
+                entry(&id1, "cli.p1@mana.test"),
+            ]}),
+        },
+        count: 1,
+        path_contains: Some("/due".into()),
+    });
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    let s = summary_of(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{s}\n{stderr}");
+    assert_eq!(
+        (s["due"].as_u64(), s["ran"].as_u64(), s["ok"].as_u64()),
+        (Some(8), Some(2), Some(2)),
+        "{s}"
+    );
+    let skipped = s["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 6, "{s}");
+    let reasons = |word: &str| {
+        skipped
+            .iter()
+            .filter(|k| k["reason"].as_str().unwrap().contains(word))
+            .count()
+    };
+    assert_eq!((reasons("duplicate"), reasons("malformed")), (3, 3), "{s}");
+    for i in [4, 5, 6] {
+        assert!(
+            stderr.contains(&format!("due entry #{i} skipped")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("repeats personas").count(),
+        1,
+        "one warning for all duplicates: {stderr}"
+    );
+    // Each persona ran once: one tick id each.
+    for id in [p0, p1] {
+        let ticks: BTreeSet<String> = common::actions_of(&env.sb, id)
+            .into_iter()
+            .map(|r| r.4)
+            .collect();
+        assert_eq!(ticks.len(), 1, "{id}: {ticks:?}");
+    }
+    // The real persona's run memory: a success, no failure, no hold.
+    let db = rusqlite::Connection::open(env.home.path().join("state/state.db")).unwrap();
+    let (outcome, failures, error, next): (String, i64, Option<String>, Option<String>) = db
+        .query_row(
+            "SELECT outcome, consecutive_failures, last_error, next_eligible_at FROM runs WHERE persona_id = ?1",
+            [p0],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (outcome.as_str(), failures, error, next),
+        ("ok", 0, None, None)
+    );
+}

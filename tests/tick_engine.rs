@@ -614,3 +614,31 @@ async fn persona_deadline_keeps_finished_calls() {
 /// tools/list — a stall at the 5th request hits the first call), then the
 /// first call. If the client's setup changes, the test fails loudly (no ok row).
 const MCP_REQUESTS_BEFORE_STALL: u32 = 5;
+
+/// Issue 12: the ledger and its summaries are pruned once a day, not at
+/// every tick: an old transcript written after a tick's prune survives the
+/// next tick (the time of the last prune is kept in state.db's `meta`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_pruned_once_a_day_not_every_tick() {
+    let (_sb, _dir, r, _ids) = setup(&[], &[]).await;
+    let old = chrono::Utc::now() - chrono::TimeDelta::days(400);
+    let write_old = |tick: &str| {
+        r.state
+            .ledger_write(tick, "p", "p@x", old, old, "ok", &serde_json::json!({}))
+            .unwrap()
+    };
+    write_old("old-1");
+    run_once(&r).await;
+    assert!(
+        r.state.ledger_get("old-1").unwrap().is_none(),
+        "first tick prunes"
+    );
+    write_old("old-2");
+    run_once(&r).await;
+    assert!(
+        r.state.ledger_get("old-2").unwrap().is_some(),
+        "a second tick within the day prunes nothing"
+    );
+    let last = r.state.meta_get("last_prune").unwrap().expect("recorded");
+    assert!(last.contains("\"at\""), "{last}");
+}

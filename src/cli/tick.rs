@@ -103,7 +103,7 @@ pub async fn run(g: &GlobalArgs, a: TickArgs) -> anyhow::Result<u8> {
     // Held until the process exits: a second tick or a daemon on the same
     // state directory would run every persona a second time.
     let _lock = crate::state::lock::StateLock::acquire(&cfg.state_dir, "tick --once")?;
-    let runner = Runner::from_config(&cfg)?;
+    let (runner, cfg) = Runner::build(cfg).await?;
     let stop = Shutdown::new();
     let on_ctrl_c = stop.clone();
     // Ctrl-C, or SIGTERM from a CronJob's deadline: queue what the personas

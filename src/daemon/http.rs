@@ -8,6 +8,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -76,12 +78,7 @@ async fn health(State(app): State<App>) -> Response {
     } else {
         "ok"
     };
-    let outbox = s
-        .runner()
-        .state
-        .pending_count()
-        .map(serde_json::Value::from)
-        .unwrap_or(serde_json::Value::Null);
+    let (outbox, cached) = outbox_pending(&app.shared).await;
     let mut body = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
@@ -91,7 +88,14 @@ async fn health(State(app): State<App>) -> Response {
         "inFlight": s.metrics.in_flight(),
         "lastTick": s.last_tick(),
         "outboxPending": outbox,
+        "outboxPendingCached": cached,
     });
+    if cached {
+        body["stateDb"] = json!(format!(
+            "state.db did not answer within {} ms (another process may hold its lock); outboxPending is the last count read",
+            HEALTH_DB_WAIT.as_millis()
+        ));
+    }
     if let Some(d) = failing {
         body["reason"] = json!(format!(
             "the due list could not be fetched for {} s (more than 3 intervals)",
@@ -104,6 +108,35 @@ async fn health(State(app): State<App>) -> Response {
         StatusCode::OK
     };
     (code, Json(body)).into_response()
+}
+
+/// How long `/health` waits for `state.db` before it answers with the last
+/// outbox count read.
+const HEALTH_DB_WAIT: Duration = Duration::from_millis(250);
+
+/// The outbox count for `/health` and whether it is the last one read rather
+/// than a fresh one. `/health` is what a supervisor probes: it must answer
+/// at once even while another process holds `state.db`'s lock, so the fresh
+/// read (off the runtime, one at a time) is waited for [`HEALTH_DB_WAIT`] at
+/// most; a read that ends later still updates the count (and the metric).
+async fn outbox_pending(shared: &Arc<Shared>) -> (u64, bool) {
+    if shared.outbox_read.swap(true, Ordering::SeqCst) {
+        return (shared.metrics.outbox_pending(), true);
+    }
+    let sh = shared.clone();
+    let runner = shared.runner();
+    let read = runner.state.off_runtime(move |s| {
+        let n = s.pending_count();
+        if let Ok(n) = n {
+            sh.metrics.set_outbox_pending(n);
+        }
+        sh.outbox_read.store(false, Ordering::SeqCst);
+        n
+    });
+    match tokio::time::timeout(HEALTH_DB_WAIT, read).await {
+        Ok(Ok(n)) => (n, false),
+        _ => (shared.metrics.outbox_pending(), true),
+    }
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -69,7 +69,8 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
         "tick"
     };
     let _lock = crate::state::lock::StateLock::acquire(&cfg.state_dir, what)?;
-    let runner = Arc::new(Runner::from_config(&cfg)?);
+    let (runner, cfg) = Runner::build(cfg).await?;
+    let runner = Arc::new(runner);
     let live = Live::from_config(&cfg, opts.tick.concurrency);
     let grace = live.grace;
     let shared = Arc::new(Shared::new(
@@ -77,7 +78,7 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
         live.clone(),
         pause::path(&cfg.state_dir),
     ));
-    if let Ok(n) = runner.state.pending_count() {
+    if let Ok(n) = runner.state.off_runtime(|s| s.pending_count()).await {
         shared.metrics.set_outbox_pending(n);
     }
     let stop = Shutdown::new();
@@ -184,7 +185,7 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     address::remove(&cfg.state_dir);
-    let pending = shared.runner().state.pending_count().unwrap_or(0);
+    let pending = crate::runner::tick::pending_now(&shared.runner()).await;
     tracing::info!(outbox_pending = pending, "stopped");
     Ok(crate::exit::OK)
 }

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::metrics::SkipReason;
 use crate::runner::Runner;
 use crate::runner::persona::PersonaReport;
-use crate::runner::tick::{self, DueError, TickOptions, TickSummary};
+use crate::runner::tick::{self, TickError, TickOptions, TickSummary};
 use crate::shutdown::Shutdown;
 
 /// Requests to the scheduler from the HTTP endpoints and signal handlers.
@@ -51,7 +51,10 @@ pub struct Scheduler {
 }
 
 /// A tick running in its own task: when it started, and how it ended.
-pub type TickTask = JoinHandle<(chrono::DateTime<chrono::Utc>, Result<TickSummary, DueError>)>;
+pub type TickTask = JoinHandle<(
+    chrono::DateTime<chrono::Utc>,
+    Result<TickSummary, TickError>,
+)>;
 
 /// The first tick comes shortly after start, jittered so a fleet restarted
 /// together does not hit the platform in the same second.
@@ -90,7 +93,7 @@ impl Scheduler {
                 // Disabled (never a busy loop) if every sender is gone.
                 Some(cmd) = commands.recv() => match cmd {
                     Command::Reload => {
-                        if let Some(new) = self.reload()
+                        if let Some(new) = self.reload().await
                             && new != interval
                         {
                             interval = new;
@@ -164,7 +167,10 @@ impl Scheduler {
     pub fn finished(
         &self,
         res: Result<
-            (chrono::DateTime<chrono::Utc>, Result<TickSummary, DueError>),
+            (
+                chrono::DateTime<chrono::Utc>,
+                Result<TickSummary, TickError>,
+            ),
             tokio::task::JoinError,
         >,
     ) {
@@ -265,12 +271,16 @@ impl Scheduler {
     }
 
     /// SIGHUP: a new configuration and prompts, or the old ones and a reason.
-    /// Returns the new tick interval when the reload took.
-    fn reload(&self) -> Option<Duration> {
-        let built = (self.reload)().and_then(|cfg| {
-            let runner = Runner::from_config(&cfg)?.with_metrics(self.shared.metrics.clone());
-            Ok((cfg, runner))
-        });
+    /// Returns the new tick interval when the reload took. The runner is
+    /// built off the runtime (it opens `state.db`): the loop waits for it,
+    /// the HTTP side and a running tick do not.
+    async fn reload(&self) -> Option<Duration> {
+        let built = match (self.reload)() {
+            Ok(cfg) => Runner::build(cfg)
+                .await
+                .map(|(runner, cfg)| (cfg, runner.with_metrics(self.shared.metrics.clone()))),
+            Err(e) => Err(e),
+        };
         match built {
             Ok((cfg, runner)) => {
                 let live = Live::from_config(&cfg, self.concurrency_flag);

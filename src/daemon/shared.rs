@@ -65,6 +65,10 @@ pub struct Shared {
     last_tick: Mutex<Option<LastTick>>,
     /// Since when fetching the due list has failed (None: it works).
     due_failing_since: Mutex<Option<Instant>>,
+    /// A `/health` read of the outbox count is on the blocking pool: later
+    /// probes serve the last count instead of queueing more reads behind a
+    /// locked `state.db`.
+    pub outbox_read: AtomicBool,
 }
 
 impl Shared {
@@ -78,6 +82,7 @@ impl Shared {
             pause_file,
             last_tick: Mutex::new(None),
             due_failing_since: Mutex::new(None),
+            outbox_read: AtomicBool::new(false),
         }
     }
 

@@ -55,12 +55,43 @@ impl DuePersona {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `GET /due`'s answer. Each entry is read on its own: one malformed entry
+/// (a `null`, a missing `userId`, a wrong type) is set aside in `malformed`
+/// with its index instead of failing the whole list, and so the whole tick.
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DueResponse {
     pub personas: Vec<DuePersona>,
-    #[serde(default)]
     pub server_time: Option<String>,
+    /// Entries that are not a persona: (index in the list, why).
+    #[serde(skip)]
+    pub malformed: Vec<(usize, String)>,
+}
+
+impl<'de> Deserialize<'de> for DueResponse {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            personas: Vec<serde_json::Value>,
+            #[serde(default)]
+            server_time: Option<String>,
+        }
+        let raw = Raw::deserialize(d)?;
+        let mut personas = Vec::with_capacity(raw.personas.len());
+        let mut malformed = Vec::new();
+        for (i, entry) in raw.personas.into_iter().enumerate() {
+            match serde_json::from_value::<DuePersona>(entry) {
+                Ok(p) => personas.push(p),
+                Err(e) => malformed.push((i, e.to_string())),
+            }
+        }
+        Ok(DueResponse {
+            personas,
+            server_time: raw.server_time,
+            malformed,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,5 +297,24 @@ mod tests {
         for shown in [format!("{req:?}"), format!("{:?}", req.headers())] {
             assert!(!shown.contains(key), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_malformed_due_entry_is_set_aside_with_its_index() {
+        let body = serde_json::json!({"personas": [
+            {"userId": "u1", "email": "a@x"},
+            null,
+            {"email": "b@x"},
+            {"userId": 5, "email": "c@x"},
+            {"userId": "u2", "email": "d@x", "moduleMix": {"todo": 1.0}},
+        ]});
+        let d: DueResponse = serde_json::from_value(body).unwrap();
+        let ids: Vec<&str> = d.personas.iter().map(|p| p.user_id.as_str()).collect();
+        assert_eq!(ids, ["u1", "u2"]);
+        let idx: Vec<usize> = d.malformed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(idx, [1, 2, 3]);
+        assert!(d.malformed[1].1.contains("userId"), "{:?}", d.malformed);
+        // The list itself is still required.
+        assert!(serde_json::from_value::<DueResponse>(serde_json::json!({})).is_err());
     }
 }

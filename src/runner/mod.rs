@@ -153,6 +153,14 @@ impl Runner {
         })
     }
 
+    /// [`Runner::from_config`] on the blocking pool, for async callers (the
+    /// daemon's start and reload, `tick --once`): it opens `state.db`, which
+    /// may wait on another process's lock, and no SQLite call runs on the
+    /// runtime thread. Gives the configuration back.
+    pub async fn build(cfg: Config) -> anyhow::Result<(Runner, Config)> {
+        tokio::task::spawn_blocking(move || Runner::from_config(&cfg).map(|r| (r, cfg))).await?
+    }
+
     /// The same runner recording into `metrics` (the daemon keeps one registry
     /// across configuration reloads).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {

@@ -243,9 +243,11 @@ pub async fn run(
 ) -> PersonaReport {
     let started = Instant::now();
     let started_at = Utc::now();
+    let (id, email, tick) = (p.user_id.clone(), p.email.clone(), tick_id.to_string());
     if let Err(e) = r
         .state
-        .record_start(&p.user_id, &p.email, tick_id, started_at)
+        .off_runtime(move |s| s.record_start(&id, &email, &tick, started_at))
+        .await
     {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run start");
     }
@@ -326,25 +328,33 @@ pub async fn run(
         RunOutcome::Failed => Outcome::Failed,
     };
     let finished = Utc::now();
-    if let Err(e) = r.state.record_finish(
-        &p.user_id,
-        memory_outcome,
-        actions.len(),
-        p.cadence(),
-        error.as_deref(),
-        finished,
-    ) {
+    let (id, count, cadence, err) = (p.user_id.clone(), actions.len(), p.cadence(), error.clone());
+    if let Err(e) = r
+        .state
+        .off_runtime(move |s| {
+            s.record_finish(
+                &id,
+                memory_outcome,
+                count,
+                cadence,
+                err.as_deref(),
+                finished,
+            )
+        })
+        .await
+    {
         tracing::warn!(persona = %p.email, error = %e, "cannot record the run end");
     }
     if let Err(Fail {
         hold: Some(hold), ..
     }) = &result
-        && let Err(e) = r.state.hold_until(
-            &p.user_id,
-            finished + chrono::Duration::from_std(*hold).unwrap_or(chrono::Duration::days(1)),
-        )
     {
-        tracing::warn!(persona = %p.email, error = %e, "cannot record the backoff");
+        let until =
+            finished + chrono::Duration::from_std(*hold).unwrap_or(chrono::Duration::days(1));
+        let id = p.user_id.clone();
+        if let Err(e) = r.state.off_runtime(move |s| s.hold_until(&id, until)).await {
+            tracing::warn!(persona = %p.email, error = %e, "cannot record the backoff");
+        }
     }
     let modules: BTreeSet<String> = actions
         .iter()
@@ -378,19 +388,35 @@ pub async fn run(
         })
     });
     let outcome_str = report.outcome.as_str();
-    if let Err(e) = r.state.ledger_write(
-        tick_id,
-        &p.user_id,
-        &p.email,
-        started_at,
-        finished,
-        outcome_str,
-        &transcript,
-    ) {
+    let stage = work.with(|w| w.stage.clone());
+    let summary = super::summary::build(r, p, &report, &stage, started_at, finished, &transcript);
+    // One trip off the runtime for both; the transcript moves, not copied.
+    let (id, email, tick) = (p.user_id.clone(), p.email.clone(), tick_id.to_string());
+    let written = r
+        .state
+        .off_runtime(move |s| {
+            let ledger = s.ledger_write(
+                &tick,
+                &id,
+                &email,
+                started_at,
+                finished,
+                outcome_str,
+                &transcript,
+            );
+            Ok((ledger, s.summary_write(&summary)))
+        })
+        .await;
+    let (ledger, summary) = match written {
+        Ok(both) => both,
+        Err(e) => (Err(e), Ok(())),
+    };
+    if let Err(e) = ledger {
         tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger");
     }
-    let stage = work.with(|w| w.stage.clone());
-    super::summary::record(r, p, &report, &stage, started_at, finished, &transcript);
+    if let Err(e) = summary {
+        tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger summary");
+    }
     report
 }
 
@@ -593,12 +619,8 @@ async fn call_tool(
     };
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
-    journaled(r.state.journal_call(
-        tick,
-        slot,
-        &in_flight_row(&tick.tick_id, mcp_name, &hash),
-        false,
-    ));
+    let entry = (tick.clone(), in_flight_row(&tick.tick_id, mcp_name, &hash));
+    journaled(r, move |s| s.journal_call(&entry.0, slot, &entry.1, false)).await;
     let mut started = Instant::now();
     let (is_error, text) = match (r.settings.tools.refusal(mcp_name), &input) {
         (Some(why), _) => (
@@ -617,7 +639,8 @@ async fn call_tool(
                     Ok(m) => m,
                     Err(f) => {
                         w.void_call(slot);
-                        journaled(r.state.journal_void(&tick.tick_id, slot));
+                        let tick_id = tick.tick_id.clone();
+                        journaled(r, move |s| s.journal_void(&tick_id, slot)).await;
                         return Err(f);
                     }
                 };
@@ -627,7 +650,8 @@ async fn call_tool(
                     && e.is_unauthorized()
                 {
                     w.void_call(slot);
-                    journaled(r.state.journal_void(&tick.tick_id, slot));
+                    let tick_id = tick.tick_id.clone();
+                    journaled(r, move |s| s.journal_void(&tick_id, slot)).await;
                     return Err(format!(
                         "{e} — again on a new session right after signing in again; the platform refuses this persona's fresh JWT"
                     )
@@ -659,16 +683,21 @@ async fn call_tool(
         error_message: is_error.then(|| cut_chars(&text, ERROR_MESSAGE_CHARS)),
         latency_ms: Some(latency),
     };
-    journaled(r.state.journal_call(tick, slot, &row, true));
+    let entry = (tick.clone(), row.clone());
+    journaled(r, move |s| s.journal_call(&entry.0, slot, &entry.1, true)).await;
     w.finish_call(slot, row);
     w.log(json!({"event": "tool", "index": slot, "tool": mcp_name, "input": input, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     Ok(result(text, is_error))
 }
 
-/// A journal write that failed is logged, not fatal: the call's row is still
-/// in memory and posted at the tick's end; only a crash before then loses it.
-fn journaled(res: Result<(), StateError>) {
-    if let Err(e) = res {
+/// A journal write, off the runtime like every state call. One that failed
+/// is logged, not fatal: the call's row is still in memory and posted at the
+/// tick's end; only a crash before then loses it.
+async fn journaled(
+    r: &Runner,
+    write: impl FnOnce(&crate::state::State) -> Result<(), StateError> + Send + 'static,
+) {
+    if let Err(e) = r.state.off_runtime(write).await {
         tracing::warn!(error = %e, "cannot journal the tool call; a crash before the tick's end would lose its row");
     }
 }
@@ -736,7 +765,18 @@ async fn deliver(
     let f = FeedbackBatch {
         feedback: feedback.to_vec(),
     };
-    if let Err(e) = r.state.enqueue(&p.user_id, &p.email, tick_id, &a, &f) {
+    let (id, email, tick, qa, qf) = (
+        p.user_id.clone(),
+        p.email.clone(),
+        tick_id.to_string(),
+        a.clone(),
+        f.clone(),
+    );
+    if let Err(e) = r
+        .state
+        .off_runtime(move |s| s.enqueue(&id, &email, &tick, &qa, &qf))
+        .await
+    {
         // Without the outbox, post directly: losing durability beats losing rows.
         tracing::error!(persona = %p.email, error = %e, "cannot queue the batch; posting without the outbox");
         if let Err(e) = r.internal.post_actions(&p.user_id, &a, |_, _| {}).await {
@@ -747,7 +787,8 @@ async fn deliver(
         {
             return Delivery::Refused(e.to_string());
         }
-        if let Err(e) = r.state.journal_forget(tick_id) {
+        let t = tick_id.to_string();
+        if let Err(e) = r.state.off_runtime(move |s| s.journal_forget(&t)).await {
             tracing::warn!(persona = %p.email, error = %e, "cannot clear the tool-call journal; the next start posts the rows again (harmless: same ids)");
         }
         return Delivery::Posted;

@@ -35,9 +35,10 @@ pub fn stage_of(report: &PersonaReport, label: &str) -> Option<Stage> {
     })
 }
 
-/// Writes the summary of one persona tick; a failure is logged, never fatal.
+/// The summary of one persona tick, for `State::summary_write` (the caller
+/// writes it off the runtime, beside the transcript).
 #[allow(clippy::too_many_arguments)] // the ledger row's columns
-pub fn record(
+pub fn build(
     r: &Runner,
     p: &DuePersona,
     report: &PersonaReport,
@@ -45,7 +46,7 @@ pub fn record(
     started_at: DateTime<Utc>,
     finished: DateTime<Utc>,
     transcript: &Value,
-) {
+) -> summary::Summary {
     let model = r.llm.model().to_string();
     let extra = Extra {
         archetype: p.archetype.clone(),
@@ -55,7 +56,7 @@ pub fn record(
         model: Some(model),
         classes: Default::default(),
     };
-    let s = summary::from_transcript(
+    summary::from_transcript(
         &report.tick_id,
         &p.user_id,
         &p.email,
@@ -64,8 +65,5 @@ pub fn record(
         report.outcome.as_str(),
         transcript,
         extra,
-    );
-    if let Err(e) = r.state.summary_write(&s) {
-        tracing::warn!(persona = %p.email, error = %e, "cannot write the ledger summary");
-    }
+    )
 }

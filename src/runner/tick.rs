@@ -16,6 +16,7 @@ use crate::http::HttpError;
 use crate::llm::Usage;
 use crate::platform::internal::DuePersona;
 use crate::shutdown::Shutdown;
+use crate::state::{State, StateError};
 
 /// `--shard K/N`: this machine runs the personas whose stable hash of userId
 /// mod N is K.
@@ -115,10 +116,45 @@ pub struct TickSummary {
     pub reports: Vec<PersonaReport>,
 }
 
-/// The due list could not be fetched: nothing ran.
+/// Why a tick ran nothing: the due list could not be fetched, or `state.db`
+/// cannot be written (another process holds its lock), so no persona's rows
+/// could be queued.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot fetch the due personas: {0}")]
-pub struct DueError(#[from] pub HttpError);
+pub enum TickError {
+    #[error("cannot fetch the due personas: {0}")]
+    Due(#[from] HttpError),
+    #[error("{0}; no persona ran")]
+    State(#[from] StateError),
+}
+
+/// A state call off the runtime ([`State::off_runtime`]), given up when
+/// `stop` aborts (`None`): the call itself still ends on its own within one
+/// busy timeout, so a write that started commits.
+pub(crate) async fn state_until<T, F>(
+    r: &Runner,
+    stop: &Shutdown,
+    f: F,
+) -> Option<Result<T, StateError>>
+where
+    T: Send + 'static,
+    F: FnOnce(&State) -> Result<T, StateError> + Send + 'static,
+{
+    tokio::select! {
+        biased;
+        res = r.state.off_runtime(f) => Some(res),
+        _ = stop.aborted() => None,
+    }
+}
+
+/// The outbox's pending count at the end of a tick, waited for at most a
+/// second (another process may hold the database): else the last count read.
+pub(crate) async fn pending_now(r: &Runner) -> u64 {
+    let read = r.state.off_runtime(|s| s.pending_count());
+    match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
+        Ok(Ok(n)) => n,
+        _ => r.metrics.outbox_pending(),
+    }
+}
 
 /// A batch that did not get a 2xx in this drain.
 #[derive(Debug, Clone)]
@@ -150,12 +186,14 @@ pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
 /// idempotent to send again).
 pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> DrainReport {
     let mut report = DrainReport::default();
-    let entries = match r.state.pending(persona) {
-        Ok(e) => e,
-        Err(e) => {
+    let persona = persona.map(str::to_owned);
+    let entries = match state_until(r, stop, move |s| s.pending(persona.as_deref())).await {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => {
             tracing::error!(error = %e, "cannot read the outbox");
             return report;
         }
+        None => return report,
     };
     let mut held_ticks: HashSet<String> = HashSet::new();
     for entry in entries {
@@ -190,24 +228,27 @@ pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> 
                 continue;
             }
         };
+        let id = entry.id;
         let bookkeeping = match res {
             Ok(_) => {
                 report.delivered += 1;
-                r.state.delivered(entry.id)
+                state_until(r, stop, move |s| s.delivered(id)).await
             }
             Err(e) if e.is_transient() => {
                 held_ticks.insert(entry.tick_id.clone());
                 report.still_pending.push(undelivered(e.to_string()));
                 tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "batch stays in the outbox");
-                r.state.attempt_failed(entry.id, &e.to_string())
+                let error = e.to_string();
+                state_until(r, stop, move |s| s.attempt_failed(id, &error)).await
             }
             Err(e) => {
                 report.refused.push(undelivered(e.to_string()));
                 tracing::error!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "platform refused the batch; kept in the outbox as dead");
-                r.state.dead(entry.id, &e.to_string())
+                let error = e.to_string();
+                state_until(r, stop, move |s| s.dead(id, &error)).await
             }
         };
-        if let Err(e) = bookkeeping {
+        if let Some(Err(e)) = bookkeeping {
             tracing::error!(error = %e, "cannot update the outbox");
         }
     }
@@ -217,9 +258,10 @@ pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> 
 /// Queues the tool calls of persona ticks a killed process left unfinished
 /// (`state::journal`) as those ticks' actions batches, so the drain that
 /// follows posts them. No feedback batch: their rating turn never happened.
-fn requeue_interrupted(r: &Runner) {
-    match r.state.requeue_interrupted() {
-        Ok(ticks) => {
+async fn requeue_interrupted(r: &Runner, stop: &Shutdown) {
+    match state_until(r, stop, |s| s.requeue_interrupted()).await {
+        None => {}
+        Some(Ok(ticks)) => {
             for t in ticks {
                 tracing::warn!(
                     persona = %t.email, tick = %t.tick_id, calls = t.calls,
@@ -228,7 +270,7 @@ fn requeue_interrupted(r: &Runner) {
                 );
             }
         }
-        Err(e) => tracing::error!(error = %e, "cannot read the tool-call journal"),
+        Some(Err(e)) => tracing::error!(error = %e, "cannot read the tool-call journal"),
     }
 }
 
@@ -238,7 +280,8 @@ pub fn new_tick_id() -> String {
 }
 
 /// Runs one tick. `on_done` sees each persona report as it finishes (progress
-/// lines). Only a failure to fetch the due list is an `Err`.
+/// lines). Only a failure to fetch the due list, or a `state.db` that cannot
+/// be written, is an `Err`.
 ///
 /// `stop` drains (no persona starts once it drains) and aborts (in-flight
 /// personas stop, their rows are queued for the next start).
@@ -248,17 +291,34 @@ pub async fn run_once(
     stop: &Shutdown,
     on_start: &(dyn Fn(usize) + Sync),
     on_done: &(dyn Fn(&PersonaReport) + Sync),
-) -> Result<TickSummary, DueError> {
+) -> Result<TickSummary, TickError> {
     let started = Instant::now();
     let budget_before = r.internal.budget().stats();
     let now = chrono::Utc::now();
-    if let Err(e) = r.state.ledger_prune(r.settings.ledger_retention_days, now) {
-        tracing::warn!(error = %e, "cannot prune the ledger");
+    // Every database call of the tick runs off the runtime and races the
+    // abort; a database another process keeps locked ends the tick here,
+    // saying so, before anything is spent.
+    if let Some(Err(e)) = state_until(r, stop, |s| s.writable()).await {
+        return Err(e.into());
     }
-    if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
-        tracing::warn!(error = %e, "cannot prune the ledger summaries");
+    let (ledger_days, summary_days) = (
+        r.settings.ledger_retention_days,
+        r.settings.ledger_summary_days,
+    );
+    match state_until(r, stop, move |s| {
+        s.prune_daily(ledger_days, summary_days, now)
+    })
+    .await
+    {
+        Some(Ok(Some(p))) => tracing::info!(
+            transcripts = p.transcripts,
+            summaries = p.summaries,
+            "ledger pruned (once a day)"
+        ),
+        Some(Err(e)) => tracing::warn!(error = %e, "cannot prune the ledger"),
+        Some(Ok(None)) | None => {}
     }
-    requeue_interrupted(r);
+    requeue_interrupted(r, stop).await;
     let drained = drain_until(r, None, stop).await;
     // Personas whose rows are still queued are not run again: their
     // server-side lastActiveAt has not moved, and running them would pay for a
@@ -275,7 +335,7 @@ pub async fn run_once(
         None
     } else {
         tokio::select! {
-            due = r.internal.due() => Some(due?.personas),
+            due = r.internal.due() => Some(due?),
             _ = stop.aborted() => None,
         }
     };
@@ -285,25 +345,47 @@ pub async fn run_once(
             interrupted: true,
             ..TickSummary::default()
         };
-        summary.outbox_pending = r.state.pending_count().unwrap_or(0);
+        summary.outbox_pending = pending_now(r).await;
         r.metrics.set_outbox_pending(summary.outbox_pending);
         summary.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(summary);
     };
     let mut summary = TickSummary {
-        due: due.len(),
+        due: due.personas.len() + due.malformed.len(),
         outbox_delivered: drained.delivered,
         ..TickSummary::default()
     };
+    // One bad entry skips that entry, not the tick.
+    for (i, why) in &due.malformed {
+        let why = crate::http::cut(why, 200);
+        tracing::warn!(index = i, error = %why, "due entry #{i} skipped: not a persona");
+        summary.skipped.push(Skipped {
+            persona: format!("due entry #{i}"),
+            reason: format!("malformed due entry: {why}"),
+        });
+    }
     let explicit = !opts.personas.is_empty();
     let mut run: Vec<DuePersona> = Vec::new();
-    for p in due {
+    // The first entry of a userId runs; a repeat (even under another
+    // spelling of the email) would run the persona twice, and a copy's
+    // failed login would land in the real persona's run memory.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut duplicates = 0usize;
+    for p in due.personas {
         let skip = |summary: &mut TickSummary, reason: String| {
             summary.skipped.push(Skipped {
                 persona: p.email.clone(),
                 reason,
             })
         };
+        if !seen.insert(p.user_id.clone()) {
+            duplicates += 1;
+            skip(
+                &mut summary,
+                "duplicate due entry: an earlier entry has the same userId".into(),
+            );
+            continue;
+        }
         // A userId is put into URL paths; one that is not a plain id
         // (`../admin/…`) would send the service key elsewhere.
         if !crate::http::is_plain_id(&p.user_id) {
@@ -333,13 +415,18 @@ pub async fn run_once(
             continue;
         }
         if !opts.force && !explicit {
-            match r.state.may_run(&p.user_id, now) {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => {
+            let id = p.user_id.clone();
+            match state_until(r, stop, move |s| s.may_run(&id, now)).await {
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(why))) => {
                     skip(&mut summary, why.to_string());
                     continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "run memory unreadable; running anyway"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "run memory unreadable; running anyway")
+                }
+                // Aborted: nothing starts any more.
+                None => continue,
             }
         }
         if opts.max_personas.is_some_and(|m| run.len() >= m) {
@@ -347,6 +434,12 @@ pub async fn run_once(
             continue;
         }
         run.push(p);
+    }
+    if duplicates > 0 {
+        tracing::warn!(
+            duplicates,
+            "the due list repeats personas (same userId); each runs once, as its first entry"
+        );
     }
     // Forced personas the due list did not have: run them all the same
     // (the operator named them and said --force).
@@ -420,7 +513,7 @@ pub async fn run_once(
         summary.tokens.add(rep.tokens);
     }
     summary.reports = reports;
-    summary.outbox_pending = r.state.pending_count().unwrap_or(0);
+    summary.outbox_pending = pending_now(r).await;
     r.metrics.set_outbox_pending(summary.outbox_pending);
     let budget_after = r.internal.budget().stats();
     summary.api_waits = budget_after.waits - budget_before.waits;
