@@ -378,28 +378,46 @@ mod tests {
             + secs
     }
 
-    #[tokio::test]
+    /// Runs on paused time (as do the other waits below): the test sees the
+    /// exact moment the pacer lets the request go, and takes no real time.
+    #[tokio::test(start_paused = true)]
     async fn a_used_up_window_waits_for_the_next() {
         let b = Budget::standalone("http://x", 3);
+        let t0 = Instant::now();
         for _ in 0..3 {
             drop(b.acquire().await);
         }
-        let r = tokio::time::timeout(Duration::from_millis(200), b.acquire()).await;
-        assert!(r.is_err(), "a fourth slot in a window of three");
+        assert_eq!(
+            t0.elapsed(),
+            Duration::ZERO,
+            "three slots in a window of three"
+        );
+        drop(b.acquire().await);
+        assert_eq!(
+            t0.elapsed(),
+            DEFAULT_WINDOW,
+            "the fourth goes exactly when the window ends"
+        );
         assert_eq!(b.stats().waits, 1);
-        assert_eq!(b.stats().requests, 3);
+        assert_eq!(b.stats().requests, 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_servers_count_wins_over_ours() {
         let b = Budget::standalone("http://x", 200);
         let reset = epoch_in(30);
+        let t0 = Instant::now();
         let s = b.acquire().await;
         b.observe(&headers(200, 0, reset));
         drop(s);
-        // Nothing left until the server's reset: acquiring must not finish now.
-        let r = tokio::time::timeout(Duration::from_millis(200), b.acquire()).await;
-        assert!(r.is_err(), "a slot was handed out with Remaining: 0");
+        // Nothing left until the server's reset (whole epoch seconds: 29-30 s
+        // from now, depending on where in its second the clock was).
+        drop(b.acquire().await);
+        let waited = t0.elapsed();
+        assert!(
+            (Duration::from_secs(29)..=Duration::from_secs(31)).contains(&waited),
+            "a slot was handed out after {waited:?} with Remaining: 0 and Reset in 30 s"
+        );
         assert_eq!(
             b.last_seen(),
             Some(Snapshot {
@@ -427,14 +445,19 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_429_blocks_everyone_until_reset() {
         let b = Budget::standalone("http://x", 0);
+        let t0 = Instant::now();
         let s = b.acquire().await;
         b.limited(&headers(200, 0, epoch_in(20)));
         drop(s);
-        let r = tokio::time::timeout(Duration::from_millis(200), b.acquire()).await;
-        assert!(r.is_err(), "sent before the 429's reset");
+        drop(b.acquire().await);
+        let waited = t0.elapsed();
+        assert!(
+            (Duration::from_secs(19)..=Duration::from_secs(21)).contains(&waited),
+            "sent {waited:?} after a 429 whose reset was 20 s away"
+        );
         assert_eq!(b.stats().limited, 1);
     }
 
