@@ -72,7 +72,11 @@ pub fn tick_command(
         .env("ANTHROPIC_API_KEY", "sandbox-llm-key")
         .env("LLM_PROVIDER", "anthropic")
         .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
-        .env("MANA_PERSONAS_LOG", "warn");
+        .env("MANA_PERSONAS_LOG", "warn")
+        // Scenarios 1-6 measure the runner, not apps/api's 200/min budget:
+        // the sandbox's limiter is off (fixture.rs) and so is the runner's
+        // pacer (`benches/paced.sh` measures the budget).
+        .env("API_RATE_LIMIT_PER_MIN", "0");
     // The levers a scenario is rerun with (`TOOLS_OFFER=preferred just bench
     // cost`): passed through, everything else stays clean.
     for lever in ["TOOLS_OFFER"] {

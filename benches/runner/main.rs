@@ -10,7 +10,7 @@
 //! checks that every row the runner reports reached the sandbox's database.
 //!
 //! Scenarios: occupancy, overhead, memory, startup, cost, scaling, report
-//! (all by default). Results: `benches/results/*.json` and `scaling.svg`; `chart`
+//! (all by default), and memory-2048 (only when named). Results: `benches/results/*.json` and `scaling.svg`; `chart`
 //! redraws the SVG from `scaling.json`.
 //! `--keep` keeps the work directory (sandbox and state databases);
 //! `--out=DIR` writes the results there instead (relative to the crate);
@@ -39,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "occupancy",
     "overhead",
     "memory",
+    "memory-2048",
     "startup",
     "cost",
     "scaling",
@@ -344,12 +345,32 @@ async fn overhead(ctx: &Ctx) -> anyhow::Result<Value> {
 
 /// Scenario 3: 256 personas in flight at once, every one waiting on a slow LLM.
 async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
+    memory_at(ctx, "memory", 256, 3000).await
+}
+
+/// Scenario 3b: the same with 2048 personas in flight at once and the LLM
+/// answering in 2 s: what one waiting persona costs (peak RSS / 2048), the
+/// figure issue 12 set a goal for (≤ 128 KiB).
+const MEMORY_WIDE: usize = 2048;
+
+async fn memory_wide(ctx: &Ctx) -> anyhow::Result<Value> {
+    let mut r = memory_at(ctx, "memory-2048", MEMORY_WIDE, 2000).await?;
+    let peak = r["rss"]["peakKiB"].as_f64().unwrap_or(0.0);
+    r["rss"]["perPersonaKiB"] = json!(peak / MEMORY_WIDE as f64);
+    println!(
+        "memory-2048: {:.0} KiB of peak RSS per persona in flight",
+        peak / MEMORY_WIDE as f64
+    );
+    Ok(r)
+}
+
+async fn memory_at(ctx: &Ctx, name: &str, personas: usize, llm_ms: u64) -> anyhow::Result<Value> {
     let w = World {
-        personas: 256,
-        llm_latency_ms: 3000,
+        personas,
+        llm_latency_ms: llm_ms,
         directive: "[sandbox:tools=2]",
     };
-    let m = tick_run(ctx, "memory", w, 256).await?;
+    let m = tick_run(ctx, name, w, personas).await?;
     let first = m.ticks.iter().map(|t| t.started_ms).min().unwrap_or(0);
     let last_start = m.ticks.iter().map(|t| t.started_ms).max().unwrap_or(0);
     let first_end = m.ticks.iter().map(|t| t.finished_ms).min().unwrap_or(0);
@@ -378,7 +399,7 @@ async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
                       "highestSampledRssKiB": peak_sample, "highestSampledRssAtMs": peak_at,
                       "samples(ms,KiB)": samples});
     println!(
-        "memory: peak RSS {:.1} MiB with {} personas in flight at once (all started within {} ms, first finished after {} ms)",
+        "{name}: peak RSS {:.1} MiB with {} personas in flight at once (all started within {} ms, first finished after {} ms)",
         m.child.peak_rss_kib as f64 / 1024.0,
         ledger::max_overlap(&m.ticks),
         last_start - first,
@@ -595,7 +616,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
     let profiling = !wrap.is_empty();
     if wanted.is_empty() {
-        wanted = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        // memory-2048 only when named: it seeds 2048 personas and holds them
+        // all in flight, minutes on this machine for one extra row.
+        wanted = SCENARIOS
+            .iter()
+            .filter(|s| **s != "memory-2048")
+            .map(|s| s.to_string())
+            .collect();
     }
     if let Some(bad) = wanted
         .iter()
@@ -632,7 +659,10 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .any(|w| w != "startup" && w != "report" && w != CHART);
         let template = if needs_template {
-            let most = SCALING.iter().map(|c| (4 * c).max(32)).max().unwrap_or(512);
+            let mut most = SCALING.iter().map(|c| (4 * c).max(32)).max().unwrap_or(512);
+            if wanted.iter().any(|w| w == "memory-2048") {
+                most = most.max(MEMORY_WIDE);
+            }
             let t0 = std::time::Instant::now();
             let t = fixture::template(&work, most.max(512)).await?;
             println!(
@@ -669,6 +699,7 @@ fn main() -> anyhow::Result<()> {
                 "occupancy" => occupancy(&ctx).await?,
                 "overhead" => overhead(&ctx).await?,
                 "memory" => memory(&ctx).await?,
+                "memory-2048" => memory_wide(&ctx).await?,
                 "startup" => startup(&ctx).await?,
                 "cost" => cost_scenario(&ctx).await?,
                 "scaling" => scaling(&ctx).await?,
