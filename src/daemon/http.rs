@@ -76,10 +76,16 @@ async fn health(State(app): State<App>) -> Response {
     } else {
         "ok"
     };
-    let outbox = s
-        .runner()
+    let runner = s.runner();
+    let outbox = runner
         .state
         .pending_count()
+        .map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null);
+    // Dead batches are rows that never reached the platform: never hidden.
+    let dead = runner
+        .state
+        .dead_count()
         .map(serde_json::Value::from)
         .unwrap_or(serde_json::Value::Null);
     let mut body = json!({
@@ -91,6 +97,8 @@ async fn health(State(app): State<App>) -> Response {
         "inFlight": s.metrics.in_flight(),
         "lastTick": s.last_tick(),
         "outboxPending": outbox,
+        "outboxDead": dead,
+        "outboxUnsaved": runner.unsaved.len(),
     });
     if let Some(d) = failing {
         body["reason"] = json!(format!(

@@ -80,6 +80,9 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
     if let Ok(n) = runner.state.pending_count() {
         shared.metrics.set_outbox_pending(n);
     }
+    if let Ok(n) = runner.state.dead_count() {
+        shared.metrics.set_outbox_dead(n);
+    }
     let stop = Shutdown::new();
     let notifier = Notifier::new(opts.systemd);
     let (tx, rx) = mpsc::channel(16);
@@ -185,6 +188,13 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
     }
     address::remove(&cfg.state_dir);
     let pending = shared.runner().state.pending_count().unwrap_or(0);
+    let unsaved = shared.runner().unsaved.rows();
+    if unsaved > 0 {
+        tracing::error!(
+            rows = unsaved,
+            "stopping with rows the outbox could not take (disk full) and the platform did not take: they existed in memory only and are lost now"
+        );
+    }
     tracing::info!(outbox_pending = pending, "stopped");
     Ok(crate::exit::OK)
 }

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::metrics::SkipReason;
 use crate::runner::Runner;
 use crate::runner::persona::PersonaReport;
-use crate::runner::tick::{self, DueError, TickOptions, TickSummary};
+use crate::runner::tick::{self, TickError, TickOptions, TickSummary};
 use crate::shutdown::Shutdown;
 
 /// Requests to the scheduler from the HTTP endpoints and signal handlers.
@@ -51,7 +51,10 @@ pub struct Scheduler {
 }
 
 /// A tick running in its own task: when it started, and how it ended.
-pub type TickTask = JoinHandle<(chrono::DateTime<chrono::Utc>, Result<TickSummary, DueError>)>;
+pub type TickTask = JoinHandle<(
+    chrono::DateTime<chrono::Utc>,
+    Result<TickSummary, TickError>,
+)>;
 
 /// The first tick comes shortly after start, jittered so a fleet restarted
 /// together does not hit the platform in the same second.
@@ -164,7 +167,10 @@ impl Scheduler {
     pub fn finished(
         &self,
         res: Result<
-            (chrono::DateTime<chrono::Utc>, Result<TickSummary, DueError>),
+            (
+                chrono::DateTime<chrono::Utc>,
+                Result<TickSummary, TickError>,
+            ),
             tokio::task::JoinError,
         >,
     ) {
@@ -268,7 +274,9 @@ impl Scheduler {
     /// Returns the new tick interval when the reload took.
     fn reload(&self) -> Option<Duration> {
         let built = (self.reload)().and_then(|cfg| {
-            let runner = Runner::from_config(&cfg)?.with_metrics(self.shared.metrics.clone());
+            let runner = Runner::from_config(&cfg)?
+                .with_metrics(self.shared.metrics.clone())
+                .with_unsaved(self.shared.runner().unsaved.clone());
             Ok((cfg, runner))
         });
         match built {

@@ -66,7 +66,52 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
     retry_if: impl Fn(&HttpError) -> bool,
+    on_retry: impl FnMut(&HttpError, Duration),
+) -> Result<T, HttpError> {
+    send_paced(
+        budget,
+        policy,
+        method,
+        url,
+        build,
+        retry_if,
+        on_retry,
+        |body| {
+            let bytes = body.map_err(|e| match e {
+                crate::http::BodyError::Transport(e) => HttpError::from_reqwest(method, url, &e),
+                too_large => HttpError::Decode {
+                    method: method.to_string(),
+                    path: crate::http::path_of(url),
+                    message: too_large.to_string(),
+                },
+            })?;
+            serde_json::from_slice::<T>(&bytes).map_err(|e| HttpError::Decode {
+                method: method.to_string(),
+                path: crate::http::path_of(url),
+                message: format!(
+                    "{e} in {}",
+                    crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
+                ),
+            })
+        },
+    )
+    .await
+}
+
+/// [`send_json_paced`] with the caller's reading of a 2xx body: `accept`
+/// gets the body as read (or why it could not be read whole) and says what
+/// the answer is. A writer for whom any 2xx means "taken" (the outbox) must
+/// not turn an empty or non-JSON 2xx into a failure.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_paced<T>(
+    budget: Option<&Budget>,
+    policy: &RetryPolicy,
+    method: &str,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    retry_if: impl Fn(&HttpError) -> bool,
     mut on_retry: impl FnMut(&HttpError, Duration),
+    accept: impl Fn(Result<Vec<u8>, crate::http::BodyError>) -> Result<T, HttpError>,
 ) -> Result<T, HttpError> {
     let send = || async {
         let mut waits = 0;
@@ -100,24 +145,7 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
         if !resp.status().is_success() {
             return Err(status_error(method, url, resp).await);
         }
-        let bytes = crate::http::read_body(resp, crate::http::MAX_BODY_BYTES)
-            .await
-            .map_err(|e| match e {
-                crate::http::BodyError::Transport(e) => HttpError::from_reqwest(method, url, &e),
-                too_large => HttpError::Decode {
-                    method: method.to_string(),
-                    path: crate::http::path_of(url),
-                    message: too_large.to_string(),
-                },
-            })?;
-        serde_json::from_slice::<T>(&bytes).map_err(|e| HttpError::Decode {
-            method: method.to_string(),
-            path: crate::http::path_of(url),
-            message: format!(
-                "{e} in {}",
-                crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
-            ),
-        })
+        accept(crate::http::read_body(resp, crate::http::MAX_BODY_BYTES).await)
     };
     policy
         .run(once, retry_if, HttpError::retry_after, |e, d| {

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::Runner;
+use super::delivery::{self, KeyRefused};
 use super::persona::{self, PersonaReport, RunOutcome};
 use crate::http::HttpError;
 use crate::llm::Usage;
@@ -103,6 +104,12 @@ pub struct TickSummary {
     pub outbox_delivered: usize,
     /// Batches still waiting after this tick.
     pub outbox_pending: u64,
+    /// Batches the platform refused for good, kept in the outbox as dead
+    /// (`mana-personas outbox list`, `retry`, `drop`).
+    pub outbox_dead: u64,
+    /// Batches the outbox could not take (disk full), in this process's
+    /// memory only and not delivered: lost when the process exits.
+    pub unsaved_batches: usize,
     /// Times an apps/api request of this tick waited for the platform's
     /// request budget, and answers that were 429 anyway (waited out, not
     /// failures).
@@ -115,103 +122,16 @@ pub struct TickSummary {
     pub reports: Vec<PersonaReport>,
 }
 
-/// The due list could not be fetched: nothing ran.
+/// Why a tick stopped before running anyone.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot fetch the due personas: {0}")]
-pub struct DueError(#[from] pub HttpError);
-
-/// A batch that did not get a 2xx in this drain.
-#[derive(Debug, Clone)]
-pub struct Undelivered {
-    pub persona_id: String,
-    pub tick_id: String,
-    pub error: String,
-}
-
-/// Result of draining the outbox.
-#[derive(Debug, Default)]
-pub struct DrainReport {
-    pub delivered: usize,
-    /// Batches left for a later drain (transient failures).
-    pub still_pending: Vec<Undelivered>,
-    /// Batches the platform refused for good (kept in the outbox as dead).
-    pub refused: Vec<Undelivered>,
-}
-
-/// Posts every queued batch (of one persona, or all), oldest first, actions
-/// before feedback. A tick whose actions could not be posted keeps its
-/// feedback queued too, so the two go out in order.
-pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
-    drain_until(r, persona, &Shutdown::new()).await
-}
-
-/// [`drain`], ended at once by `stop`'s abort, even mid-request: what was
-/// not delivered stays queued for the next start (a batch cut mid-POST is
-/// idempotent to send again).
-pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> DrainReport {
-    let mut report = DrainReport::default();
-    let entries = match r.state.pending(persona) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the outbox");
-            return report;
-        }
-    };
-    let mut held_ticks: HashSet<String> = HashSet::new();
-    for entry in entries {
-        let undelivered = |error: String| Undelivered {
-            persona_id: entry.persona_id.clone(),
-            tick_id: entry.tick_id.clone(),
-            error,
-        };
-        if stop.is_aborted() {
-            report.still_pending.push(undelivered("interrupted".into()));
-            continue;
-        }
-        if held_ticks.contains(&entry.tick_id) {
-            report
-                .still_pending
-                .push(undelivered("waiting for its actions batch".into()));
-            continue;
-        }
-        let post = async {
-            match entry.path() {
-                Ok(path) => r.internal.post_bytes(&path, entry.body.clone(), |e, d| {
-                    r.metrics.retry("platform", 1);
-                    tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
-                }).await,
-                Err(e) => Err(e),
-            }
-        };
-        let res = tokio::select! {
-            res = post => res,
-            _ = stop.aborted() => {
-                report.still_pending.push(undelivered("interrupted".into()));
-                continue;
-            }
-        };
-        let bookkeeping = match res {
-            Ok(_) => {
-                report.delivered += 1;
-                r.state.delivered(entry.id)
-            }
-            Err(e) if e.is_transient() => {
-                held_ticks.insert(entry.tick_id.clone());
-                report.still_pending.push(undelivered(e.to_string()));
-                tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "batch stays in the outbox");
-                r.state.attempt_failed(entry.id, &e.to_string())
-            }
-            Err(e) => {
-                report.refused.push(undelivered(e.to_string()));
-                tracing::error!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "platform refused the batch; kept in the outbox as dead");
-                r.state.dead(entry.id, &e.to_string())
-            }
-        };
-        if let Err(e) = bookkeeping {
-            tracing::error!(error = %e, "cannot update the outbox");
-        }
-    }
-    report
+pub enum TickError {
+    /// The due list could not be fetched: nothing ran.
+    #[error("cannot fetch the due personas: {0}")]
+    Due(#[from] HttpError),
+    /// A queued batch was answered 401/403: the service key is wrong (an
+    /// operator's error). The batches stay pending; nothing ran.
+    #[error(transparent)]
+    KeyRefused(#[from] KeyRefused),
 }
 
 /// A new tick id: time-ordered (UUIDv7), unique per persona tick.
@@ -220,7 +140,8 @@ pub fn new_tick_id() -> String {
 }
 
 /// Runs one tick. `on_done` sees each persona report as it finishes (progress
-/// lines). Only a failure to fetch the due list is an `Err`.
+/// lines). Only a failure to fetch the due list, or a service key refused on
+/// a queued batch, is an `Err`.
 ///
 /// `stop` drains (no persona starts once it drains) and aborts (in-flight
 /// personas stop, their rows are queued for the next start).
@@ -230,7 +151,7 @@ pub async fn run_once(
     stop: &Shutdown,
     on_start: &(dyn Fn(usize) + Sync),
     on_done: &(dyn Fn(&PersonaReport) + Sync),
-) -> Result<TickSummary, DueError> {
+) -> Result<TickSummary, TickError> {
     let started = Instant::now();
     let budget_before = r.internal.budget().stats();
     let now = chrono::Utc::now();
@@ -240,13 +161,29 @@ pub async fn run_once(
     if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger summaries");
     }
-    let drained = drain_until(r, None, stop).await;
-    // Personas whose rows are still queued are not run again: their
-    // server-side lastActiveAt has not moved, and running them would pay for a
-    // day whose record cannot be delivered yet.
+    let drained = delivery::drain_until(r, None, stop).await;
+    let from_memory = if drained.key_refused.is_none() && !r.unsaved.is_empty() {
+        delivery::drain_unsaved(r, None, stop).await
+    } else {
+        delivery::DrainReport::default()
+    };
+    if let Some(error) = drained.key_refused.or(from_memory.key_refused) {
+        let pending = r.state.pending_count().unwrap_or(0);
+        set_outbox_gauges(r);
+        return Err(KeyRefused {
+            status: error.status().unwrap_or(401),
+            error,
+            pending,
+        }
+        .into());
+    }
+    // Personas whose rows are still queued (or only in memory) are not run
+    // again: their server-side lastActiveAt has not moved, and running them
+    // would pay for a day whose record cannot be delivered yet.
     let blocked: HashSet<&str> = drained
         .still_pending
         .iter()
+        .chain(&from_memory.still_pending)
         .map(|u| u.persona_id.as_str())
         .collect();
 
@@ -262,18 +199,18 @@ pub async fn run_once(
     };
     let Some(due) = due else {
         let mut summary = TickSummary {
-            outbox_delivered: drained.delivered,
+            outbox_delivered: drained.delivered + from_memory.delivered,
             interrupted: true,
             ..TickSummary::default()
         };
-        summary.outbox_pending = r.state.pending_count().unwrap_or(0);
-        r.metrics.set_outbox_pending(summary.outbox_pending);
+        (summary.outbox_pending, summary.outbox_dead) = set_outbox_gauges(r);
+        summary.unsaved_batches = r.unsaved.len();
         summary.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(summary);
     };
     let mut summary = TickSummary {
         due: due.len(),
-        outbox_delivered: drained.delivered,
+        outbox_delivered: drained.delivered + from_memory.delivered,
         ..TickSummary::default()
     };
     let explicit = !opts.personas.is_empty();
@@ -306,7 +243,7 @@ pub async fn run_once(
         if opts.shard.is_some_and(|s| !s.owns(&p.user_id)) {
             continue;
         }
-        if blocked.contains(p.user_id.as_str()) {
+        if blocked.contains(p.user_id.as_str()) || r.unsaved.holds(&p.user_id) {
             skip(
                 &mut summary,
                 "rows of an earlier tick are still waiting in the outbox".into(),
@@ -401,13 +338,22 @@ pub async fn run_once(
         summary.tokens.add(rep.tokens);
     }
     summary.reports = reports;
-    summary.outbox_pending = r.state.pending_count().unwrap_or(0);
-    r.metrics.set_outbox_pending(summary.outbox_pending);
+    (summary.outbox_pending, summary.outbox_dead) = set_outbox_gauges(r);
+    summary.unsaved_batches = r.unsaved.len();
     let budget_after = r.internal.budget().stats();
     summary.api_waits = budget_after.waits - budget_before.waits;
     summary.api_rate_limited = budget_after.limited - budget_before.limited;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// The outbox's pending and dead counts, into the metrics too.
+fn set_outbox_gauges(r: &Runner) -> (u64, u64) {
+    let pending = r.state.pending_count().unwrap_or(0);
+    let dead = r.state.dead_count().unwrap_or(0);
+    r.metrics.set_outbox_pending(pending);
+    r.metrics.set_outbox_dead(dead);
+    (pending, dead)
 }
 
 /// The one structured event per persona run (journald / Loki): who, which
