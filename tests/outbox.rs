@@ -400,3 +400,49 @@ async fn a_full_disk_keeps_the_rows_in_memory_and_delivers_them_later() {
     assert_eq!(actions(&sb), 40);
     assert!(!common::feedback_of(&sb, uid).is_empty());
 }
+
+/// Disk full plus an outage, then the disk is freed while the platform is
+/// still down: the next tick moves the rows held in memory into the outbox
+/// (durable again: pending there, nothing left in memory), and once the
+/// platform is back they are posted from the outbox. Same full disk as
+/// above (`State::limit_pages`), lifted by raising the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_held_in_memory_go_back_to_the_outbox_once_the_disk_has_room() {
+    let sb = common::sandbox(None).await;
+    let home = tempfile::tempdir().unwrap();
+    let cfg = common::config(
+        &sb.url(),
+        &home.path().join("state"),
+        &[("max_turns", "50")],
+    );
+    let ids = common::seed(
+        &cfg,
+        &[Seed::daily("freed@mana.test", "[sandbox:tools=40]")],
+    )
+    .await;
+    let uid = &ids["freed@mana.test"];
+    let r = common::runner(&cfg);
+    r.state.limit_pages(r.state.page_count().unwrap()).unwrap();
+    sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: status(503),
+        count: 10_000,
+        path_contains: Some("/actions".into()),
+    });
+    let s = run_once(&r).await;
+    assert!(s.unsaved_batches >= 1, "{s:?}");
+    assert_eq!(s.outbox_pending, 0);
+
+    r.state.limit_pages(1_000_000).unwrap();
+    let s = run_once(&r).await;
+    assert_eq!(s.unsaved_batches, 0, "{s:?}");
+    assert_eq!(r.unsaved.len(), 0);
+    assert_eq!(s.outbox_pending, 2, "actions and feedback, durable: {s:?}");
+    assert_eq!(mana_personas::cli::tick::exit_code(&s), 3);
+
+    sb.faults().clear();
+    let s = run_once(&r).await;
+    assert_eq!(s.outbox_pending, 0, "{s:?}");
+    assert_eq!(s.outbox_delivered, 2, "{s:?}");
+    assert_eq!(common::actions_of(&sb, uid).len(), 40);
+}

@@ -238,6 +238,7 @@ async fn retry(cfg: &crate::config::Config, a: RetryArgs) -> anyhow::Result<u8> 
         metrics: &metrics,
     };
     let mut personas: Vec<&str> = before.iter().map(|e| e.persona_id.as_str()).collect();
+    personas.sort_unstable();
     personas.dedup();
     let mut key_refused = None;
     for p in personas {

@@ -1,6 +1,7 @@
 //! Delivery of a tick's rows, in one place: queue a persona tick's batches
 //! ([`deliver`]), post what is queued ([`drain`], [`drain_until`]), and keep
-//! in memory what the outbox could not take ([`Unsaved`]).
+//! in memory what the outbox could not take ([`Unsaved`]) until it can
+//! ([`persist_unsaved`]) or the platform takes it ([`drain_unsaved`]).
 //!
 //! How an answer is read, per batch:
 //! - any 2xx: the platform took it; it leaves the outbox;
@@ -169,7 +170,9 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
         }
     };
     let mut halted: Option<String> = None;
+    // Batches not delivered from the first one the platform did not take.
     let mut left = 0usize;
+    let mut unavailable: Option<String> = None;
     for entry in entries {
         let undelivered = |error: String| Undelivered {
             persona_id: entry.persona_id.clone(),
@@ -237,11 +240,12 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
             }
             Verdict::Unavailable => {
                 let msg = e.to_string();
-                tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %msg, "batch stays in the outbox");
                 report.still_pending.push(undelivered(msg.clone()));
                 halted = Some(format!(
                     "not tried: the platform did not take the batch before it ({msg})"
                 ));
+                left += 1;
+                unavailable = Some(msg.clone());
                 r.state.attempt_failed(entry.id, &msg)
             }
             Verdict::ServerError => {
@@ -285,10 +289,12 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
             tracing::error!(error = %e, "cannot update the outbox");
         }
     }
-    if left > 0 {
+    if let Some(error) = unavailable {
+        // Once per drain, not once per batch: the platform is down, and
+        // trying every batch would spend each one's retries for nothing.
         tracing::warn!(
-            left,
-            "{left} batches left for the next tick: the platform did not take the one before them"
+            left, error = %error,
+            "the platform did not take a queued batch; {left} batches left for the next tick"
         );
     }
     report
@@ -371,6 +377,40 @@ impl Unsaved {
             .iter()
             .any(|b| b.tick_id == tick_id && b.kind == "actions")
     }
+}
+
+/// Moves the in-memory batches into the outbox, a tick's batches in one
+/// transaction, once it can be written again (the disk was freed): from
+/// there on they are durable, and the outbox drain posts them. Returns how
+/// many batches moved.
+pub fn persist_unsaved(r: &Runner) -> usize {
+    let held: Vec<MemBatch> = r.unsaved.lock().clone();
+    let mut ticks: Vec<&str> = held.iter().map(|b| b.tick_id.as_str()).collect();
+    ticks.dedup();
+    let mut moved = 0;
+    for tick in ticks {
+        let of_tick: Vec<&MemBatch> = held.iter().filter(|b| b.tick_id == tick).collect();
+        let first = of_tick[0];
+        let batches: Vec<(&str, &[u8], usize)> = of_tick
+            .iter()
+            .map(|b| (b.kind, b.body.as_slice(), b.rows))
+            .collect();
+        match r
+            .state
+            .enqueue_bytes(&first.persona_id, &first.email, tick, &batches)
+        {
+            Ok(()) => {
+                for b in &of_tick {
+                    r.unsaved.remove(&b.tick_id, b.kind);
+                }
+                moved += of_tick.len();
+                tracing::info!(persona = %first.email, tick = %tick, "batches held in memory are in the outbox now: durable again");
+            }
+            // Still full: they stay in memory, posted from there.
+            Err(_) => break,
+        }
+    }
+    moved
 }
 
 /// Posts the in-memory batches (of one persona, or all), oldest first,

@@ -161,6 +161,11 @@ pub async fn run_once(
     if let Err(e) = r.state.summary_prune(r.settings.ledger_summary_days, now) {
         tracing::warn!(error = %e, "cannot prune the ledger summaries");
     }
+    // Rows held in memory while the disk was full go into the outbox first,
+    // if it can take them now: durable again, posted in order.
+    if !r.unsaved.is_empty() {
+        delivery::persist_unsaved(r);
+    }
     let drained = delivery::drain_until(r, None, stop).await;
     let from_memory = if drained.key_refused.is_none() && !r.unsaved.is_empty() {
         delivery::drain_unsaved(r, None, stop).await

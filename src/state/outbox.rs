@@ -116,18 +116,39 @@ impl State {
     ) -> Result<(), StateError> {
         let a = serde_json::to_vec(actions).expect("serialisable");
         let f = serde_json::to_vec(feedback).expect("serialisable");
+        self.enqueue_bytes(
+            persona_id,
+            email,
+            tick_id,
+            &[
+                ("actions", &a, actions.actions.len()),
+                ("feedback", &f, feedback.feedback.len()),
+            ],
+        )
+    }
+
+    /// [`State::enqueue`] of batches already serialised — `(kind, body,
+    /// rows)`, actions first — so batches held in memory while the disk was
+    /// full are stored with the very bytes they were (and will be) sent as.
+    pub fn enqueue_bytes(
+        &self,
+        persona_id: &str,
+        email: &str,
+        tick_id: &str,
+        batches: &[(&str, &[u8], usize)],
+    ) -> Result<(), StateError> {
         self.call(|c| {
             let tx = c.transaction()?;
             let now = ts(now());
-            for (kind, body, rows) in [("actions", &a, actions.actions.len()), ("feedback", &f, feedback.feedback.len())] {
-                if rows == 0 {
+            for (kind, body, rows) in batches {
+                if *rows == 0 {
                     continue;
                 }
                 tx.prepare_cached(
                     "INSERT INTO outbox (persona_id, email, tick_id, kind, body, rows, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(tick_id, kind) DO NOTHING",
                 )?
-                .execute(params![persona_id, email, tick_id, kind, body, rows as i64, now])?;
+                .execute(params![persona_id, email, tick_id, kind, body, *rows as i64, now])?;
             }
             tx.commit()
         })
