@@ -138,6 +138,56 @@ fn state_db(home: &Path) -> PathBuf {
     home.join("state").join("state.db")
 }
 
+/// Requests the sandbox has seen on endpoints whose name contains `needle`.
+fn requests_seen(sb: &Sandbox, needle: &str) -> u64 {
+    sb.faults()
+        .stats()
+        .iter()
+        .filter(|s| s.endpoint.contains(needle))
+        .map(|s| s.requests)
+        .sum()
+}
+
+/// The platform is down: the start-up drain tries the first queued batch
+/// (with its retries) and leaves the rest for the next tick, saying so
+/// once — it does not spend every batch's retries before the due list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_stops_at_the_first_batch_the_platform_does_not_take() {
+    let sb = common::sandbox(None).await;
+    let home = tempfile::tempdir().unwrap();
+    let cfg = common::config(&sb.url(), &home.path().join("seed-state"), &[]);
+    let seeds: Vec<Seed> = (0..3)
+        .map(|i| Seed::daily(&format!("down{i}@mana.test"), "[sandbox:tools=1]"))
+        .collect();
+    common::seed(&cfg, &seeds).await;
+    let env = Env {
+        sb,
+        home,
+        ids: BTreeMap::new(),
+    };
+    env.fault("/actions", status(503), 10_000);
+    code(&env.tick().await, 3);
+    assert_eq!(
+        env.entries().await.len(),
+        6,
+        "3 ticks, actions and feedback"
+    );
+    let before = requests_seen(&env.sb, "/actions");
+
+    let o = env.tick().await;
+    code(&o, 3);
+    let tried = requests_seen(&env.sb, "/actions") - before;
+    // One batch's attempts (the client retries a 503 up to 5 times), not three.
+    assert!((1..=5).contains(&tried), "{tried} actions POSTs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        stderr.matches("6 batches left for the next tick").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(json_of(&o)["outboxPending"], 6);
+}
+
 /// A rotated service key: the queued batches are answered 401. They stay
 /// pending (never dead), the tick stops with an error naming the status and
 /// MANA_SERVICE_KEY and exits 1; with the key accepted again the next tick
