@@ -8,54 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::Seed;
+use common::{Seed, json_stdout as json_of, output as run, requests_seen, run_once};
 use mana_personas::runner::persona::Delivery;
-use mana_personas::runner::tick::{self, TickOptions, TickSummary};
-use mana_personas::shutdown::Shutdown;
-use mana_sandbox::{DEV_SERVICE_KEY, Fault, FaultKind, RouteGroup, Sandbox};
+use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
 use serde_json::Value;
-
-/// The binary with a clean environment pointing at `url`; state under `home`.
-fn cmd(url: &str, home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mana-personas"));
-    c.env_clear()
-        .current_dir(home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("xdg-state"))
-        .env("MANA_AUTH_URL", url)
-        .env("MANA_API_URL", url)
-        .env("MANA_MCP_URL", url)
-        .env("ANTHROPIC_BASE_URL", url)
-        .env("ANTHROPIC_API_KEY", "k")
-        .env("LLM_PROVIDER", "anthropic")
-        .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
-        .env("MANA_PERSONAS_LOG", "warn")
-        .args(["--state-dir", &home.join("state").display().to_string()])
-        .args(args)
-        .stdin(Stdio::null());
-    c
-}
-
-async fn run(c: Command) -> Output {
-    let mut c = c;
-    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
-
-fn json_of(o: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is one JSON object ({e}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 #[track_caller]
 fn code(o: &Output, want: i32) {
@@ -84,7 +42,7 @@ impl Env {
     }
 
     async fn tick(&self) -> Output {
-        run(cmd(
+        run(common::binary(
             &self.sb.url(),
             self.home.path(),
             &["tick", "--once", "--json"],
@@ -95,7 +53,7 @@ impl Env {
     async fn outbox(&self, args: &[&str]) -> Output {
         let mut all = vec!["outbox"];
         all.extend_from_slice(args);
-        run(cmd(&self.sb.url(), self.home.path(), &all)).await
+        run(common::binary(&self.sb.url(), self.home.path(), &all)).await
     }
 
     /// `outbox list --json`'s entries.
@@ -136,16 +94,6 @@ fn status(status: u16) -> FaultKind {
 
 fn state_db(home: &Path) -> PathBuf {
     home.join("state").join("state.db")
-}
-
-/// Requests the sandbox has seen on endpoints whose name contains `needle`.
-fn requests_seen(sb: &Sandbox, needle: &str) -> u64 {
-    sb.faults()
-        .stats()
-        .iter()
-        .filter(|s| s.endpoint.contains(needle))
-        .map(|s| s.requests)
-        .sum()
 }
 
 /// The platform is down: the start-up drain tries the first queued batch
@@ -373,18 +321,36 @@ async fn a_500_kills_a_batch_only_after_five_attempts_over_an_hour() {
     assert_eq!(dead[0]["kind"], "feedback");
 }
 
-/// Builds a runner in process (the library, not the binary) for the disk-full
-/// test, whose state database is capped.
-async fn run_once(r: &mana_personas::runner::Runner) -> TickSummary {
-    tick::run_once(
-        r,
-        &TickOptions::default(),
-        &Shutdown::new(),
-        &|_| {},
-        &|_| {},
-    )
-    .await
-    .expect("the tick runs")
+/// A persona making 40 calls, a runner whose state database is full, and
+/// an apps/api that answers every actions POST 503 (until the faults are
+/// cleared).
+async fn full_disk_and_outage(
+    email: &str,
+) -> (
+    Sandbox,
+    tempfile::TempDir,
+    mana_personas::runner::Runner,
+    String,
+) {
+    let sb = common::sandbox(None).await;
+    let home = tempfile::tempdir().unwrap();
+    // One call per model turn: 40 calls need 40 turns.
+    let cfg = common::config(
+        &sb.url(),
+        &home.path().join("state"),
+        &[("max_turns", "50")],
+    );
+    let ids = common::seed(&cfg, &[Seed::daily(email, "[sandbox:tools=40]")]).await;
+    let r = common::runner(&cfg);
+    r.state.limit_pages(r.state.page_count().unwrap()).unwrap();
+    sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: status(503),
+        count: 10_000,
+        path_contains: Some("/actions".into()),
+    });
+    let uid = ids[email].clone();
+    (sb, home, r, uid)
 }
 
 /// Disk full plus an outage: the outbox cannot be written and the platform
@@ -401,25 +367,8 @@ async fn run_once(r: &mana_personas::runner::Runner) -> TickSummary {
 /// existing page and needs a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_keeps_the_rows_in_memory_and_delivers_them_later() {
-    let sb = common::sandbox(None).await;
-    let home = tempfile::tempdir().unwrap();
-    // One call per model turn: 40 calls need 40 turns.
-    let cfg = common::config(
-        &sb.url(),
-        &home.path().join("state"),
-        &[("max_turns", "50")],
-    );
-    let ids = common::seed(&cfg, &[Seed::daily("full@mana.test", "[sandbox:tools=40]")]).await;
-    let uid = &ids["full@mana.test"];
-    let r = common::runner(&cfg);
-    r.state.limit_pages(r.state.page_count().unwrap()).unwrap();
-    sb.faults().push(Fault {
-        route: RouteGroup::Internal,
-        kind: status(503),
-        count: 10_000,
-        path_contains: Some("/actions".into()),
-    });
-
+    let (sb, _home, r, uid) = full_disk_and_outage("full@mana.test").await;
+    let uid = &uid;
     let s = run_once(&r).await;
     let rep = &s.reports[0];
     assert_eq!(rep.actions, 40, "{rep:?}");
@@ -458,27 +407,8 @@ async fn a_full_disk_keeps_the_rows_in_memory_and_delivers_them_later() {
 /// above (`State::limit_pages`), lifted by raising the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_held_in_memory_go_back_to_the_outbox_once_the_disk_has_room() {
-    let sb = common::sandbox(None).await;
-    let home = tempfile::tempdir().unwrap();
-    let cfg = common::config(
-        &sb.url(),
-        &home.path().join("state"),
-        &[("max_turns", "50")],
-    );
-    let ids = common::seed(
-        &cfg,
-        &[Seed::daily("freed@mana.test", "[sandbox:tools=40]")],
-    )
-    .await;
-    let uid = &ids["freed@mana.test"];
-    let r = common::runner(&cfg);
-    r.state.limit_pages(r.state.page_count().unwrap()).unwrap();
-    sb.faults().push(Fault {
-        route: RouteGroup::Internal,
-        kind: status(503),
-        count: 10_000,
-        path_contains: Some("/actions".into()),
-    });
+    let (sb, _home, r, uid) = full_disk_and_outage("freed@mana.test").await;
+    let uid = &uid;
     let s = run_once(&r).await;
     assert!(s.unsaved_batches >= 1, "{s:?}");
     assert_eq!(s.outbox_pending, 0);

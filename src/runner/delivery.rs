@@ -73,6 +73,25 @@ pub struct Undelivered {
     pub error: String,
 }
 
+impl Undelivered {
+    fn new(persona_id: &str, tick_id: &str, error: String) -> Undelivered {
+        Undelivered {
+            persona_id: persona_id.to_string(),
+            tick_id: tick_id.to_string(),
+            error,
+        }
+    }
+}
+
+/// Why a batch is not even tried: the drain halted at an earlier one (the
+/// platform did not take it, or refused the key), or a stop aborted it.
+fn held_back(halted: &Option<String>, stop: &Shutdown) -> Option<String> {
+    match halted {
+        Some(why) => Some(why.clone()),
+        None => stop.is_aborted().then(|| "interrupted".to_string()),
+    }
+}
+
 /// Result of draining the outbox (or the in-memory batches).
 #[derive(Debug, Default)]
 pub struct DrainReport {
@@ -174,18 +193,10 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
     let mut left = 0usize;
     let mut unavailable: Option<String> = None;
     for entry in entries {
-        let undelivered = |error: String| Undelivered {
-            persona_id: entry.persona_id.clone(),
-            tick_id: entry.tick_id.clone(),
-            error,
-        };
-        if let Some(why) = &halted {
-            left += 1;
-            report.still_pending.push(undelivered(why.clone()));
-            continue;
-        }
-        if stop.is_aborted() {
-            report.still_pending.push(undelivered("interrupted".into()));
+        let undelivered = |error| Undelivered::new(&entry.persona_id, &entry.tick_id, error);
+        if let Some(why) = held_back(&halted, stop) {
+            left += usize::from(halted.is_some());
+            report.still_pending.push(undelivered(why));
             continue;
         }
         if entry.kind == "feedback" {
@@ -252,14 +263,7 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
                 let msg = e.to_string();
                 match r.state.server_error(entry.id, &msg, chrono::Utc::now()) {
                     Ok(true) => {
-                        went_dead(
-                            &entry.email,
-                            &entry.tick_id,
-                            &entry.kind,
-                            entry.rows,
-                            entry.id,
-                            &msg,
-                        );
+                        went_dead(&entry, &msg);
                         report.refused.push(undelivered(msg));
                         Ok(())
                     }
@@ -273,14 +277,7 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
             }
             Verdict::Refused => {
                 let msg = e.to_string();
-                went_dead(
-                    &entry.email,
-                    &entry.tick_id,
-                    &entry.kind,
-                    entry.rows,
-                    entry.id,
-                    &msg,
-                );
+                went_dead(&entry, &msg);
                 report.refused.push(undelivered(msg.clone()));
                 r.state.dead(entry.id, &msg)
             }
@@ -302,9 +299,10 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
 
 /// The error line of a batch that went dead: who, which tick, the answer
 /// (redacted and cut by [`HttpError`]) and how to resend it.
-fn went_dead(email: &str, tick: &str, kind: &str, rows: usize, id: i64, answer: &str) {
+fn went_dead(entry: &Entry, answer: &str) {
+    let id = entry.id;
     tracing::error!(
-        persona = %email, tick = %tick, kind = %kind, rows, outbox_id = id, answer = %answer,
+        persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, rows = entry.rows, outbox_id = id, answer = %answer,
         "the platform refused the batch for good: kept in the outbox as dead; `mana-personas outbox list` shows it, `mana-personas outbox retry {id}` resends it"
     );
 }
@@ -429,17 +427,9 @@ pub async fn drain_unsaved(r: &Runner, persona: Option<&str>, stop: &Shutdown) -
         .collect();
     let mut halted: Option<String> = None;
     for b in batches {
-        let undelivered = |error: String| Undelivered {
-            persona_id: b.persona_id.clone(),
-            tick_id: b.tick_id.clone(),
-            error,
-        };
-        if let Some(why) = &halted {
-            report.still_pending.push(undelivered(why.clone()));
-            continue;
-        }
-        if stop.is_aborted() {
-            report.still_pending.push(undelivered("interrupted".into()));
+        let undelivered = |error| Undelivered::new(&b.persona_id, &b.tick_id, error);
+        if let Some(why) = held_back(&halted, stop) {
+            report.still_pending.push(undelivered(why));
             continue;
         }
         if b.kind == "feedback" && r.unsaved.has_actions(&b.tick_id) {
