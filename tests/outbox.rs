@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{Seed, json_stdout as json_of, output as run, requests_seen, run_once};
-use mana_personas::runner::persona::Delivery;
+use mana_personas::runner::delivery::Delivery;
 use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
 use serde_json::Value;
 

@@ -10,7 +10,8 @@ use super::output::Reporter;
 use crate::daemon::{self, DaemonOptions};
 use crate::platform::internal::DuePersona;
 use crate::runner::Runner;
-use crate::runner::persona::{Delivery, PersonaReport, RunOutcome};
+use crate::runner::delivery::Delivery;
+use crate::runner::persona::{PersonaReport, RunOutcome};
 use crate::runner::tick::{self, Shard, TickOptions, TickSummary};
 use crate::shutdown::Shutdown;
 

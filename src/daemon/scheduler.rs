@@ -229,7 +229,16 @@ impl Scheduler {
             }
             Err(e) => {
                 m.tick_failed();
-                tracing::warn!(error = %e, duration_ms = took.as_millis() as u64, "tick failed");
+                match &e {
+                    // An operator's error (a rotated service key): it will
+                    // not heal by itself, so it is logged as an error.
+                    TickError::KeyRefused(_) => {
+                        tracing::error!(error = %e, duration_ms = took.as_millis() as u64, "tick failed")
+                    }
+                    TickError::Due(_) => {
+                        tracing::warn!(error = %e, duration_ms = took.as_millis() as u64, "tick failed")
+                    }
+                }
                 self.notifier
                     .status(&format!("last tick {}: {e}", started_at.format("%H:%M:%S")));
                 self.shared.record_tick(LastTick {

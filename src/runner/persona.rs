@@ -18,8 +18,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{ERROR_MESSAGE_CHARS, cut_chars, input_hash};
-pub use super::delivery::Delivery;
-use super::delivery::deliver;
+use super::delivery::{Delivery, deliver};
 use super::link::Link;
 use super::prompts::{Vars, name_from_email};
 use super::rating;
