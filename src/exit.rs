@@ -7,7 +7,7 @@
 //! | 0 | success: everything attempted succeeded |
 //! | 1 | the operation failed: a persona, a request, a refusal, a missing persona |
 //! | 2 | configuration or usage error: nothing was attempted |
-//! | 3 | the work ran but rows are still undelivered (kept in the outbox for the next run) |
+//! | 3 | the work ran but rows are still undelivered: pending in the outbox (the next run posts them), dead in the outbox (`outbox retry`/`drop`), or held in memory because the outbox could not be written |
 //! | 4 | another process holds the state directory |
 
 /// Success.
@@ -16,8 +16,9 @@ pub const OK: u8 = 0;
 pub const FAILED: u8 = 1;
 /// Configuration or usage error: nothing was attempted.
 pub const CONFIG: u8 = 2;
-/// The tick ran, but some batches stayed in the outbox (the platform did not
-/// take them yet); a cron job or CI must see that this was not a clean run.
+/// The tick ran, but some batches did not reach the platform (pending or
+/// dead in the outbox, or held in memory on a full disk); a cron job or CI
+/// must see that this was not a clean run.
 pub const UNDELIVERED: u8 = 3;
 /// Another process holds the state directory's lock.
 pub const LOCKED: u8 = 4;

@@ -79,6 +79,7 @@ pub struct Metrics {
     retries: Family<TargetLabel, Counter>,
     tick_duration: Histogram,
     outbox_pending: Gauge,
+    outbox_dead: Gauge,
     last_success: Gauge<f64, AtomicU64>,
     paused: Gauge,
     in_flight: Gauge,
@@ -114,6 +115,7 @@ impl Metrics {
             // 0.1 s … ~55 min: a tick of many personas runs for minutes.
             tick_duration: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
             outbox_pending: Gauge::default(),
+            outbox_dead: Gauge::default(),
             last_success: Gauge::default(),
             paused: Gauge::default(),
             in_flight: Gauge::default(),
@@ -172,6 +174,11 @@ impl Metrics {
             "outbox_pending",
             "Batches waiting in the outbox",
             m.outbox_pending.clone(),
+        );
+        r.register(
+            "outbox_dead",
+            "Batches the platform refused for good, kept in the outbox (mana-personas outbox list)",
+            m.outbox_dead.clone(),
         );
         r.register_with_unit(
             "last_successful_tick_timestamp",
@@ -275,6 +282,16 @@ impl Metrics {
     /// does not answer at once.
     pub fn outbox_pending(&self) -> u64 {
         self.outbox_pending.get().max(0) as u64
+    }
+
+    pub fn set_outbox_dead(&self, n: u64) {
+        self.outbox_dead.set(n as i64);
+    }
+
+    /// The last dead-batch count set (what `/health` serves while `state.db`
+    /// does not answer at once).
+    pub fn outbox_dead(&self) -> u64 {
+        self.outbox_dead.get().max(0) as u64
     }
 
     pub fn set_paused(&self, paused: bool) {

@@ -1080,3 +1080,39 @@ async fn a_state_db_locked_by_another_process_freezes_nothing() {
     .await;
     sb.shutdown().await;
 }
+
+/// A batch the platform refuses for good is never hidden: `/health` says
+/// `outboxDead` (the actions and the feedback waiting for them) and
+/// `/metrics` has `mana_personas_outbox_dead`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_batches_show_in_health_and_metrics() {
+    let sb = sandbox_with_latency(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    seed(&sb, &home, &seeds(1, "dead", "[sandbox:tools=2]")).await;
+    sb.faults().push(mana_sandbox::Fault {
+        route: mana_sandbox::RouteGroup::Internal,
+        kind: mana_sandbox::FaultKind::Respond {
+            status: 400,
+            body: serde_json::json!({"error": "One or more action rows failed validation"}),
+        },
+        count: 1,
+        path_contains: Some("/actions".into()),
+    });
+    let url = sb.url();
+    let (health, metrics) = blocking(move || {
+        let d = Daemon::start(&url, &home, &[("TICK_INTERVAL_MS", "60000")], &[]);
+        d.wait_for("the first tick to finish", Duration::from_secs(30), || {
+            !d.health()["lastTick"].is_null()
+        });
+        (d.health(), d.metrics())
+    })
+    .await;
+    assert_eq!(health["outboxDead"], 2, "{health}");
+    assert_eq!(health["outboxPending"], 0, "{health}");
+    assert_eq!(
+        metric(&metrics, "mana_personas_outbox_dead"),
+        2.0,
+        "{metrics}"
+    );
+}

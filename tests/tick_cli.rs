@@ -10,52 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Seed;
-use mana_sandbox::{DEV_SERVICE_KEY, Fault, FaultKind, RouteGroup, Sandbox};
+use common::{Seed, json_stdout as summary_of, output, requests_seen};
+use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
 use serde_json::Value;
 
 /// The binary with a clean environment pointing at `url`; state under `home`.
 fn tick_cmd(url: &str, home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mana-personas"));
-    c.env_clear()
-        .current_dir(home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("xdg-state"))
-        .env("MANA_AUTH_URL", url)
-        .env("MANA_API_URL", url)
-        .env("MANA_MCP_URL", url)
-        .env("ANTHROPIC_BASE_URL", url)
-        .env("ANTHROPIC_API_KEY", "k")
-        .env("LLM_PROVIDER", "anthropic")
-        .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
-        .env("MANA_PERSONAS_LOG", "warn")
-        .args(["--state-dir", &home.join("state").display().to_string()])
-        .args(["tick", "--once"])
-        .args(args)
-        .stdin(Stdio::null());
+    let mut all = vec!["tick", "--once"];
+    all.extend_from_slice(args);
+    let mut c = common::binary(url, home, &all);
     for (k, v) in extra_env {
         c.env(k, v);
     }
     c
-}
-
-/// Runs the command to the end off the async runtime (the sandbox keeps serving).
-async fn output(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
-
-fn summary_of(o: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is one JSON object ({e}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
 }
 
 struct Env {
@@ -645,16 +612,6 @@ async fn a_second_tick_on_the_same_state_dir_exits_4_naming_the_holder() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// Requests the sandbox has seen on endpoints whose name contains `needle`.
-fn requests_seen(sb: &Sandbox, needle: &str) -> u64 {
-    sb.faults()
-        .stats()
-        .iter()
-        .filter(|s| s.endpoint.contains(needle))
-        .map(|s| s.requests)
-        .sum()
 }
 
 /// Spawns `c`, waits (bounded) until the sandbox saw one more request on

@@ -7,25 +7,13 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use common::{Seed, actions_of, feedback_of};
+use common::{Seed, actions_of, feedback_of, run_once};
 use mana_personas::platform::internal::{ActionResult, ActionRow, ActionsBatch};
 use mana_personas::runner::persona::RunOutcome;
-use mana_personas::runner::tick::{self, TickOptions, TickSummary};
+use mana_personas::runner::tick::{self, TickOptions};
 use mana_personas::runner::{Runner, batch::input_hash};
 use mana_personas::shutdown::Shutdown;
 use mana_sandbox::{Fault, FaultKind, RouteGroup, Sandbox};
-
-async fn run_once(r: &Runner) -> TickSummary {
-    tick::run_once(
-        r,
-        &TickOptions::default(),
-        &Shutdown::new(),
-        &|_| {},
-        &|_| {},
-    )
-    .await
-    .expect("the due list is fetched")
-}
 
 fn is_hex16(s: &str) -> bool {
     s.len() == 16

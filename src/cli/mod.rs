@@ -12,6 +12,7 @@ pub mod demo;
 pub mod doctor;
 pub mod logging;
 pub mod login;
+pub mod outbox;
 pub mod output;
 pub mod password;
 pub mod pause;
@@ -149,6 +150,10 @@ pub enum Command {
     Report(report::ReportArgs),
     /// One persona tick as a readable story, from the ledger.
     Trace(trace::TraceArgs),
+    /// Batches waiting in the outbox or refused for good (dead): list,
+    /// retry, drop.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCmd),
     /// Check a deployment (or the sandbox) against the platform contract.
     Conformance(conformance::ConformanceArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
@@ -180,6 +185,7 @@ impl Command {
             Command::Tick(a) => a.json,
             Command::Trace(a) => a.json,
             Command::Report(a) => a.format == crate::report::Format::Json && a.out.is_none(),
+            Command::Outbox(c) => c.json(),
             Command::Conformance(a) => a.json,
             #[cfg(feature = "sandbox")]
             Command::Demo(a) => a.json,
@@ -220,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Resume(a) => pause::run(g, a, crate::daemon::pause::Switch::Running).await,
         Command::Report(a) => report::run(g, a),
         Command::Trace(a) => trace::run(g, a),
+        Command::Outbox(c) => outbox::run(g, c).await,
         Command::Conformance(a) => conformance::run(g, a).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),

@@ -10,7 +10,8 @@ use super::output::Reporter;
 use crate::daemon::{self, DaemonOptions};
 use crate::platform::internal::DuePersona;
 use crate::runner::Runner;
-use crate::runner::persona::{Delivery, PersonaReport, RunOutcome};
+use crate::runner::delivery::Delivery;
+use crate::runner::persona::{PersonaReport, RunOutcome};
 use crate::runner::tick::{self, Shard, TickOptions, TickSummary};
 use crate::shutdown::Shutdown;
 
@@ -187,13 +188,16 @@ pub async fn once(
 
 /// 0 when every attempted persona succeeded and every batch reached the
 /// platform; 1 when any persona failed or a stop ended the tick before the
-/// due list was read; 3 when none failed but batches are
-/// still in the outbox (a cron job or CI must see that the rows did not
-/// arrive yet; the next run posts them).
+/// due list was read (a service key refused on a queued batch is an `Err`,
+/// also 1); 3 when none failed but rows did not reach the platform: batches
+/// still in the outbox (the next run posts them), dead batches (until the
+/// operator retries or drops them: `mana-personas outbox`), or batches the
+/// outbox could not take (disk full), which exist only in this process's
+/// memory and are lost when it exits. A cron job or CI must see each.
 pub fn exit_code(s: &TickSummary) -> u8 {
     if !s.failed.is_empty() || s.interrupted {
         crate::exit::FAILED
-    } else if s.outbox_pending > 0 {
+    } else if s.outbox_pending > 0 || s.outbox_dead > 0 || s.unsaved_batches > 0 {
         crate::exit::UNDELIVERED
     } else {
         crate::exit::OK
@@ -213,6 +217,7 @@ pub fn line(r: &PersonaReport) -> String {
     let secs = r.duration_ms as f64 / 1000.0;
     let delivery = match &r.delivery {
         Delivery::Queued(e) => format!("; rows queued in the outbox ({e})"),
+        Delivery::Unsaved(e) => format!("; {e}"),
         _ => String::new(),
     };
     match r.outcome {
@@ -275,10 +280,22 @@ fn print_summary(s: &TickSummary) {
             if s.api_rate_limited == 1 { "" } else { "s" },
         );
     }
-    if s.outbox_delivered > 0 || s.outbox_pending > 0 {
+    if s.outbox_delivered > 0 || s.outbox_pending > 0 || s.outbox_dead > 0 {
         println!(
-            "  outbox: {} earlier batches delivered, {} still pending",
-            s.outbox_delivered, s.outbox_pending
+            "  outbox: {} earlier batches delivered, {} still pending, {} dead",
+            s.outbox_delivered, s.outbox_pending, s.outbox_dead
+        );
+    }
+    if s.outbox_dead > 0 {
+        println!(
+            "  {} batches were refused for good and are kept as dead: `mana-personas outbox list` shows them, `outbox retry ID|--all-dead` resends, `outbox drop ID` gives one up",
+            s.outbox_dead
+        );
+    }
+    if s.unsaved_batches > 0 {
+        println!(
+            "  {} batches could not be written to the outbox and did not reach the platform: they are in memory only and are LOST when this process exits",
+            s.unsaved_batches
         );
     }
     if s.interrupted {
@@ -289,5 +306,8 @@ fn print_summary(s: &TickSummary) {
             "  not a clean run (exit 3): {} batches did not reach the platform yet; the next tick posts them first",
             s.outbox_pending
         );
+    } else if s.failed.is_empty() && !s.interrupted && (s.outbox_dead > 0 || s.unsaved_batches > 0)
+    {
+        println!("  not a clean run (exit 3): rows did not reach the platform");
     }
 }

@@ -78,7 +78,9 @@ async fn health(State(app): State<App>) -> Response {
     } else {
         "ok"
     };
-    let (outbox, cached) = outbox_pending(&app.shared).await;
+    // Dead batches are rows that never reached the platform: never hidden.
+    let (outbox, dead, cached) = outbox_counts(&app.shared).await;
+    let unsaved = app.shared.runner().unsaved.len();
     let mut body = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
@@ -89,6 +91,8 @@ async fn health(State(app): State<App>) -> Response {
         "lastTick": s.last_tick(),
         "outboxPending": outbox,
         "outboxPendingCached": cached,
+        "outboxDead": dead,
+        "outboxUnsaved": unsaved,
     });
     if cached {
         body["stateDb"] = json!(format!(
@@ -114,28 +118,31 @@ async fn health(State(app): State<App>) -> Response {
 /// outbox count read.
 const HEALTH_DB_WAIT: Duration = Duration::from_millis(250);
 
-/// The outbox count for `/health` and whether it is the last one read rather
-/// than a fresh one. `/health` is what a supervisor probes: it must answer
-/// at once even while another process holds `state.db`'s lock, so the fresh
-/// read (off the runtime, one at a time) is waited for [`HEALTH_DB_WAIT`] at
-/// most; a read that ends later still updates the count (and the metric).
-async fn outbox_pending(shared: &Arc<Shared>) -> (u64, bool) {
+/// The outbox's pending and dead counts for `/health`, and whether they are
+/// the last ones read rather than fresh ones. `/health` is what a supervisor
+/// probes: it must answer at once even while another process holds
+/// `state.db`'s lock, so the fresh read (off the runtime, one at a time) is
+/// waited for [`HEALTH_DB_WAIT`] at most; a read that ends later still
+/// updates the counts (kept in the metrics).
+async fn outbox_counts(shared: &Arc<Shared>) -> (u64, u64, bool) {
+    let last = |m: &crate::metrics::Metrics| (m.outbox_pending(), m.outbox_dead(), true);
     if shared.outbox_read.swap(true, Ordering::SeqCst) {
-        return (shared.metrics.outbox_pending(), true);
+        return last(&shared.metrics);
     }
     let sh = shared.clone();
     let runner = shared.runner();
     let read = runner.state.off_runtime(move |s| {
-        let n = s.pending_count();
-        if let Ok(n) = n {
-            sh.metrics.set_outbox_pending(n);
+        let n = s.pending_count().and_then(|p| Ok((p, s.dead_count()?)));
+        if let Ok((pending, dead)) = n {
+            sh.metrics.set_outbox_pending(pending);
+            sh.metrics.set_outbox_dead(dead);
         }
         sh.outbox_read.store(false, Ordering::SeqCst);
         n
     });
     match tokio::time::timeout(HEALTH_DB_WAIT, read).await {
-        Ok(Ok(n)) => (n, false),
-        _ => (shared.metrics.outbox_pending(), true),
+        Ok(Ok((pending, dead))) => (pending, dead, false),
+        _ => last(&shared.metrics),
     }
 }
 

@@ -81,6 +81,9 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
     if let Ok(n) = runner.state.off_runtime(|s| s.pending_count()).await {
         shared.metrics.set_outbox_pending(n);
     }
+    if let Ok(n) = runner.state.dead_count() {
+        shared.metrics.set_outbox_dead(n);
+    }
     let stop = Shutdown::new();
     let notifier = Notifier::new(opts.systemd);
     let (tx, rx) = mpsc::channel(16);
@@ -185,7 +188,14 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     address::remove(&cfg.state_dir);
-    let pending = crate::runner::tick::pending_now(&shared.runner()).await;
+    let (pending, _) = crate::runner::tick::outbox_now(&shared.runner()).await;
+    let unsaved = shared.runner().unsaved.rows();
+    if unsaved > 0 {
+        tracing::error!(
+            rows = unsaved,
+            "stopping with rows the outbox could not take (disk full) and the platform did not take: they existed in memory only and are lost now"
+        );
+    }
     tracing::info!(outbox_pending = pending, "stopped");
     Ok(crate::exit::OK)
 }

@@ -229,7 +229,16 @@ impl Scheduler {
             }
             Err(e) => {
                 m.tick_failed();
-                tracing::warn!(error = %e, duration_ms = took.as_millis() as u64, "tick failed");
+                match &e {
+                    // An operator's error (a rotated service key): it will
+                    // not heal by itself, so it is logged as an error.
+                    TickError::KeyRefused(_) => {
+                        tracing::error!(error = %e, duration_ms = took.as_millis() as u64, "tick failed")
+                    }
+                    TickError::Due(_) | TickError::State(_) => {
+                        tracing::warn!(error = %e, duration_ms = took.as_millis() as u64, "tick failed")
+                    }
+                }
                 self.notifier
                     .status(&format!("last tick {}: {e}", started_at.format("%H:%M:%S")));
                 self.shared.record_tick(LastTick {
@@ -273,12 +282,16 @@ impl Scheduler {
     /// SIGHUP: a new configuration and prompts, or the old ones and a reason.
     /// Returns the new tick interval when the reload took. The runner is
     /// built off the runtime (it opens `state.db`): the loop waits for it,
-    /// the HTTP side and a running tick do not.
+    /// the HTTP side and a running tick do not. Rows held in memory (the
+    /// outbox could not take them) carry over to the new runner.
     async fn reload(&self) -> Option<Duration> {
         let built = match (self.reload)() {
-            Ok(cfg) => Runner::build(cfg)
-                .await
-                .map(|(runner, cfg)| (cfg, runner.with_metrics(self.shared.metrics.clone()))),
+            Ok(cfg) => Runner::build(cfg).await.map(|(runner, cfg)| {
+                let runner = runner
+                    .with_metrics(self.shared.metrics.clone())
+                    .with_unsaved(self.shared.runner().unsaved.clone());
+                (cfg, runner)
+            }),
             Err(e) => Err(e),
         };
         match built {

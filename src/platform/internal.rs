@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::budget::Budget;
-use super::send_json_paced;
+use super::{send_json_paced, send_paced};
 use crate::catalog::Cadence;
 use crate::http::join;
 use crate::http::{HttpError, RetryPolicy};
@@ -208,7 +208,7 @@ impl InternalClient {
         user_id: &str,
         batch: &ActionsBatch,
         on_retry: impl FnMut(&HttpError, Duration),
-    ) -> Result<WriteResponse, HttpError> {
+    ) -> Result<Option<WriteResponse>, HttpError> {
         self.post_bytes(
             &format!("/{}/actions", crate::http::id_segment("POST", user_id)?),
             serde_json::to_vec(batch).expect("serialisable"),
@@ -222,7 +222,7 @@ impl InternalClient {
         user_id: &str,
         batch: &FeedbackBatch,
         on_retry: impl FnMut(&HttpError, Duration),
-    ) -> Result<WriteResponse, HttpError> {
+    ) -> Result<Option<WriteResponse>, HttpError> {
         self.post_bytes(
             &format!("/{}/feedback", crate::http::id_segment("POST", user_id)?),
             serde_json::to_vec(batch).expect("serialisable"),
@@ -232,15 +232,20 @@ impl InternalClient {
     }
 
     /// Posts a body that is already serialised (the outbox stores bytes).
+    ///
+    /// Any 2xx is success: the platform took the batch, whatever its body
+    /// says. The contract's `{"ok": true, "written": n}` comes back as
+    /// `Some`; an empty, non-JSON or cut-off 2xx body as `None` — never as
+    /// an error, which would dead-letter rows the platform already stored.
     pub async fn post_bytes(
         &self,
         rest: &str,
         body: Vec<u8>,
         mut on_retry: impl FnMut(&HttpError, Duration),
-    ) -> Result<WriteResponse, HttpError> {
+    ) -> Result<Option<WriteResponse>, HttpError> {
         let url = format!("{}{}", self.root, rest);
         let body = bytes::Bytes::from(body);
-        send_json_paced(
+        send_paced(
             Some(&self.budget),
             &self.retry,
             "POST",
@@ -252,6 +257,7 @@ impl InternalClient {
             },
             HttpError::is_transient,
             |n| on_retry(n.error, n.delay),
+            |answer| Ok(answer.ok().and_then(|b| serde_json::from_slice(&b).ok())),
         )
         .await
     }

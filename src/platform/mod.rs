@@ -68,7 +68,50 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
     url: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
     retry_if: impl Fn(&HttpError) -> bool,
+    on_retry: impl FnMut(&RetryNotice<'_>),
+) -> Result<T, HttpError> {
+    send_paced(
+        budget,
+        policy,
+        method,
+        url,
+        build,
+        retry_if,
+        on_retry,
+        |body| {
+            let bytes = body.map_err(|e| match e {
+                crate::http::BodyError::Transport(e) => HttpError::from_reqwest(method, url, &e),
+                too_large => HttpError::decode(method, url, too_large.to_string()),
+            })?;
+            serde_json::from_slice::<T>(&bytes).map_err(|e| {
+                HttpError::decode(
+                    method,
+                    url,
+                    format!(
+                        "{e} in {}",
+                        crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
+                    ),
+                )
+            })
+        },
+    )
+    .await
+}
+
+/// [`send_json_paced`] with the caller's reading of a 2xx body: `accept`
+/// gets the body as read (or why it could not be read whole) and says what
+/// the answer is. A writer for whom any 2xx means "taken" (the outbox) must
+/// not turn an empty or non-JSON 2xx into a failure.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_paced<T>(
+    budget: Option<&Budget>,
+    policy: &RetryPolicy,
+    method: &str,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    retry_if: impl Fn(&HttpError) -> bool,
     mut on_retry: impl FnMut(&RetryNotice<'_>),
+    accept: impl Fn(Result<Vec<u8>, crate::http::BodyError>) -> Result<T, HttpError>,
 ) -> Result<T, HttpError> {
     let send = || async {
         let mut waits = 0;
@@ -107,24 +150,7 @@ pub(crate) async fn send_json_paced<T: DeserializeOwned>(
             if !resp.status().is_success() {
                 return Err(status_error(method, url, resp).await);
             }
-            let bytes = crate::http::read_body(resp, crate::http::MAX_BODY_BYTES)
-                .await
-                .map_err(|e| match e {
-                    crate::http::BodyError::Transport(e) => {
-                        HttpError::from_reqwest(method, url, &e)
-                    }
-                    too_large => HttpError::decode(method, url, too_large.to_string()),
-                })?;
-            serde_json::from_slice::<T>(&bytes).map_err(|e| {
-                HttpError::decode(
-                    method,
-                    url,
-                    format!(
-                        "{e} in {}",
-                        crate::http::cut(&String::from_utf8_lossy(&bytes), 200)
-                    ),
-                )
-            })
+            accept(crate::http::read_body(resp, crate::http::MAX_BODY_BYTES).await)
         }
     };
     let shown = crate::http::shown_url(url);

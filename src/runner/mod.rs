@@ -1,8 +1,10 @@
 //! The runner bridges the leaves: platform clients, MCP, the LLM and local
 //! state. [`persona`] runs one persona tick; [`tick`] runs a whole tick
-//! (drain the outbox, fetch who is due, keep N personas in flight, summarise).
+//! (drain the outbox, fetch who is due, keep N personas in flight, summarise);
+//! [`delivery`] queues and posts the batches.
 
 pub mod batch;
+pub mod delivery;
 mod link;
 pub mod persona;
 pub mod prompts;
@@ -45,6 +47,9 @@ pub struct Runner {
     pub settings: Settings,
     /// Shared with the daemon's `/metrics`; survives a configuration reload.
     pub metrics: Arc<Metrics>,
+    /// Batches the outbox could not take (disk full), in memory only;
+    /// survives a configuration reload too.
+    pub unsaved: Arc<delivery::Unsaved>,
 }
 
 /// The knobs of a persona tick, from configuration.
@@ -150,6 +155,7 @@ impl Runner {
                 tools: tool_policy::ToolPolicy::from_config(cfg),
             },
             metrics: Arc::new(Metrics::new()),
+            unsaved: Arc::default(),
         })
     }
 
@@ -165,6 +171,13 @@ impl Runner {
     /// across configuration reloads).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {
         self.metrics = metrics;
+        self
+    }
+
+    /// The same runner keeping `unsaved` (a reload must not forget rows
+    /// that exist only in memory).
+    pub fn with_unsaved(mut self, unsaved: Arc<delivery::Unsaved>) -> Runner {
+        self.unsaved = unsaved;
         self
     }
 }

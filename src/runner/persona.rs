@@ -1,5 +1,6 @@
 //! One persona tick: derive password → login → personal space → MCP session →
-//! tools → main turn → rating turn → outbox → post.
+//! tools → main turn → rating turn → outbox → post (the last two in
+//! [`super::delivery`]).
 //!
 //! The work writes everything it produces into a [`Work`] that lives outside
 //! the future, so when the deadline passes (or the daemon shuts down) the
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{ERROR_MESSAGE_CHARS, cut_chars, input_hash};
+use super::delivery::{Delivery, deliver};
 use super::link::Link;
 use super::prompts::{Vars, name_from_email};
 use super::rating;
@@ -24,9 +26,7 @@ use super::tool_names::{ToolNames, module_of};
 use super::{Runner, TOOL_CALLS_IN_PARALLEL};
 use crate::llm::{Block, ChatRequest, Message, Role, StopReason, ToolSpec, Usage};
 use crate::mcp::McpSession;
-use crate::platform::internal::{
-    ActionResult, ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow,
-};
+use crate::platform::internal::{ActionResult, ActionRow, DuePersona, FeedbackRow};
 use crate::state::StateError;
 use crate::state::journal::{JournalTick, in_flight_row};
 use crate::state::memory::Outcome;
@@ -49,32 +49,6 @@ impl RunOutcome {
             RunOutcome::Ok => "ok",
             RunOutcome::ZeroActions => "zero_actions",
             RunOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// Where a tick's rows are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
-pub enum Delivery {
-    /// Every batch got a 2xx.
-    Posted,
-    /// Stored in the outbox; the next tick posts it.
-    Queued(String),
-    /// The platform refused a batch for good (kept in the outbox as dead).
-    Refused(String),
-    /// Nothing to post.
-    Nothing,
-}
-
-impl Delivery {
-    /// The log value.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Delivery::Posted => "posted",
-            Delivery::Queued(_) => "queued",
-            Delivery::Refused(_) => "refused",
-            Delivery::Nothing => "nothing",
         }
     }
 }
@@ -748,60 +722,4 @@ async fn complete(
             .llm_request(provider, e.status_label(), e.retries(), Usage::default()),
     }
     res
-}
-
-/// Queues the tick's batches, then drains this persona's outbox.
-async fn deliver(
-    r: &Runner,
-    p: &DuePersona,
-    tick_id: &str,
-    actions: &[ActionRow],
-    feedback: &[FeedbackRow],
-    post_now: bool,
-) -> Delivery {
-    let a = ActionsBatch {
-        actions: actions.to_vec(),
-    };
-    let f = FeedbackBatch {
-        feedback: feedback.to_vec(),
-    };
-    let (id, email, tick, qa, qf) = (
-        p.user_id.clone(),
-        p.email.clone(),
-        tick_id.to_string(),
-        a.clone(),
-        f.clone(),
-    );
-    if let Err(e) = r
-        .state
-        .off_runtime(move |s| s.enqueue(&id, &email, &tick, &qa, &qf))
-        .await
-    {
-        // Without the outbox, post directly: losing durability beats losing rows.
-        tracing::error!(persona = %p.email, error = %e, "cannot queue the batch; posting without the outbox");
-        if let Err(e) = r.internal.post_actions(&p.user_id, &a, |_, _| {}).await {
-            return Delivery::Refused(e.to_string());
-        }
-        if !f.feedback.is_empty()
-            && let Err(e) = r.internal.post_feedback(&p.user_id, &f, |_, _| {}).await
-        {
-            return Delivery::Refused(e.to_string());
-        }
-        let t = tick_id.to_string();
-        if let Err(e) = r.state.off_runtime(move |s| s.journal_forget(&t)).await {
-            tracing::warn!(persona = %p.email, error = %e, "cannot clear the tool-call journal; the next start posts the rows again (harmless: same ids)");
-        }
-        return Delivery::Posted;
-    }
-    if !post_now {
-        return Delivery::Queued("runner shutting down; posted at the next start".into());
-    }
-    let report = super::tick::drain(r, Some(&p.user_id)).await;
-    if let Some(u) = report.refused.iter().find(|u| u.tick_id == tick_id) {
-        return Delivery::Refused(u.error.clone());
-    }
-    match report.still_pending.iter().find(|u| u.tick_id == tick_id) {
-        Some(u) => Delivery::Queued(u.error.clone()),
-        None => Delivery::Posted,
-    }
 }

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Runner;
-use super::persona::{Delivery, PersonaReport, RunOutcome};
+use super::delivery::Delivery;
+use super::persona::{PersonaReport, RunOutcome};
 use crate::platform::internal::DuePersona;
 use crate::state::summary::{self, Extra, Stage};
 

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::Runner;
+use super::delivery::{self, KeyRefused};
 use super::persona::{self, PersonaReport, RunOutcome};
 use crate::http::HttpError;
 use crate::llm::Usage;
@@ -104,6 +105,12 @@ pub struct TickSummary {
     pub outbox_delivered: usize,
     /// Batches still waiting after this tick.
     pub outbox_pending: u64,
+    /// Batches the platform refused for good, kept in the outbox as dead
+    /// (`mana-personas outbox list`, `retry`, `drop`).
+    pub outbox_dead: u64,
+    /// Batches the outbox could not take (disk full), in this process's
+    /// memory only and not delivered: lost when the process exits.
+    pub unsaved_batches: usize,
     /// Times an apps/api request of this tick waited for the platform's
     /// request budget, and answers that were 429 anyway (waited out, not
     /// failures).
@@ -116,15 +123,20 @@ pub struct TickSummary {
     pub reports: Vec<PersonaReport>,
 }
 
-/// Why a tick ran nothing: the due list could not be fetched, or `state.db`
-/// cannot be written (another process holds its lock), so no persona's rows
-/// could be queued.
+/// Why a tick stopped before running anyone.
 #[derive(Debug, thiserror::Error)]
 pub enum TickError {
+    /// The due list could not be fetched: nothing ran.
     #[error("cannot fetch the due personas: {0}")]
     Due(#[from] HttpError),
+    /// `state.db` cannot be written (another process holds its lock), so no
+    /// persona's rows could be queued: nothing ran.
     #[error("{0}; no persona ran")]
     State(#[from] StateError),
+    /// A queued batch was answered 401/403: the service key is wrong (an
+    /// operator's error). The batches stay pending; nothing ran.
+    #[error(transparent)]
+    KeyRefused(#[from] KeyRefused),
 }
 
 /// A state call off the runtime ([`State::off_runtime`]), given up when
@@ -146,113 +158,21 @@ where
     }
 }
 
-/// The outbox's pending count at the end of a tick, waited for at most a
-/// second (another process may hold the database): else the last count read.
-pub(crate) async fn pending_now(r: &Runner) -> u64 {
-    let read = r.state.off_runtime(|s| s.pending_count());
+/// The outbox's pending and dead counts, into the metrics too; waited for
+/// at most a second (another process may hold the database): else the last
+/// counts read.
+pub(crate) async fn outbox_now(r: &Runner) -> (u64, u64) {
+    let read = r
+        .state
+        .off_runtime(|s| Ok((s.pending_count()?, s.dead_count()?)));
     match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
-        Ok(Ok(n)) => n,
-        _ => r.metrics.outbox_pending(),
+        Ok(Ok((pending, dead))) => {
+            r.metrics.set_outbox_pending(pending);
+            r.metrics.set_outbox_dead(dead);
+            (pending, dead)
+        }
+        _ => (r.metrics.outbox_pending(), r.metrics.outbox_dead()),
     }
-}
-
-/// A batch that did not get a 2xx in this drain.
-#[derive(Debug, Clone)]
-pub struct Undelivered {
-    pub persona_id: String,
-    pub tick_id: String,
-    pub error: String,
-}
-
-/// Result of draining the outbox.
-#[derive(Debug, Default)]
-pub struct DrainReport {
-    pub delivered: usize,
-    /// Batches left for a later drain (transient failures).
-    pub still_pending: Vec<Undelivered>,
-    /// Batches the platform refused for good (kept in the outbox as dead).
-    pub refused: Vec<Undelivered>,
-}
-
-/// Posts every queued batch (of one persona, or all), oldest first, actions
-/// before feedback. A tick whose actions could not be posted keeps its
-/// feedback queued too, so the two go out in order.
-pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
-    drain_until(r, persona, &Shutdown::new()).await
-}
-
-/// [`drain`], ended at once by `stop`'s abort, even mid-request: what was
-/// not delivered stays queued for the next start (a batch cut mid-POST is
-/// idempotent to send again).
-pub async fn drain_until(r: &Runner, persona: Option<&str>, stop: &Shutdown) -> DrainReport {
-    let mut report = DrainReport::default();
-    let persona = persona.map(str::to_owned);
-    let entries = match state_until(r, stop, move |s| s.pending(persona.as_deref())).await {
-        Some(Ok(e)) => e,
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "cannot read the outbox");
-            return report;
-        }
-        None => return report,
-    };
-    let mut held_ticks: HashSet<String> = HashSet::new();
-    for entry in entries {
-        let undelivered = |error: String| Undelivered {
-            persona_id: entry.persona_id.clone(),
-            tick_id: entry.tick_id.clone(),
-            error,
-        };
-        if stop.is_aborted() {
-            report.still_pending.push(undelivered("interrupted".into()));
-            continue;
-        }
-        if held_ticks.contains(&entry.tick_id) {
-            report
-                .still_pending
-                .push(undelivered("waiting for its actions batch".into()));
-            continue;
-        }
-        let post = async {
-            match entry.path() {
-                Ok(path) => r.internal.post_bytes(&path, entry.body.clone(), |e, d| {
-                    r.metrics.retry("platform", 1);
-                    tracing::info!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, retry_in_ms = d.as_millis() as u64, "retrying batch");
-                }).await,
-                Err(e) => Err(e),
-            }
-        };
-        let res = tokio::select! {
-            res = post => res,
-            _ = stop.aborted() => {
-                report.still_pending.push(undelivered("interrupted".into()));
-                continue;
-            }
-        };
-        let id = entry.id;
-        let bookkeeping = match res {
-            Ok(_) => {
-                report.delivered += 1;
-                state_until(r, stop, move |s| s.delivered(id)).await
-            }
-            Err(e) if e.is_transient() => {
-                held_ticks.insert(entry.tick_id.clone());
-                report.still_pending.push(undelivered(e.to_string()));
-                tracing::warn!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "batch stays in the outbox");
-                let error = e.to_string();
-                state_until(r, stop, move |s| s.attempt_failed(id, &error)).await
-            }
-            Err(e) => {
-                report.refused.push(undelivered(e.to_string()));
-                tracing::error!(persona = %entry.email, tick = %entry.tick_id, kind = %entry.kind, error = %e, "platform refused the batch; kept in the outbox as dead");
-                let error = e.to_string();
-                state_until(r, stop, move |s| s.dead(id, &error)).await
-            }
-        };
-        if let Some(Err(e)) = bookkeeping {
-            tracing::error!(error = %e, "cannot update the outbox");
-        }
-    }
-    report
 }
 
 /// Queues the tool calls of persona ticks a killed process left unfinished
@@ -319,13 +239,33 @@ pub async fn run_once(
         Some(Ok(None)) | None => {}
     }
     requeue_interrupted(r, stop).await;
-    let drained = drain_until(r, None, stop).await;
-    // Personas whose rows are still queued are not run again: their
-    // server-side lastActiveAt has not moved, and running them would pay for a
-    // day whose record cannot be delivered yet.
+    // Rows held in memory while the disk was full go into the outbox first,
+    // if it can take them now: durable again, posted in order.
+    if !r.unsaved.is_empty() {
+        delivery::persist_unsaved(r).await;
+    }
+    let drained = delivery::drain_until(r, None, stop).await;
+    let from_memory = if drained.key_refused.is_none() && !r.unsaved.is_empty() {
+        delivery::drain_unsaved(r, None, stop).await
+    } else {
+        delivery::DrainReport::default()
+    };
+    if let Some(error) = drained.key_refused.or(from_memory.key_refused) {
+        let (pending, _) = outbox_now(r).await;
+        return Err(KeyRefused {
+            status: error.status().unwrap_or(401),
+            error,
+            pending,
+        }
+        .into());
+    }
+    // Personas whose rows are still queued (or only in memory) are not run
+    // again: their server-side lastActiveAt has not moved, and running them
+    // would pay for a day whose record cannot be delivered yet.
     let blocked: HashSet<&str> = drained
         .still_pending
         .iter()
+        .chain(&from_memory.still_pending)
         .map(|u| u.persona_id.as_str())
         .collect();
 
@@ -341,18 +281,18 @@ pub async fn run_once(
     };
     let Some(due) = due else {
         let mut summary = TickSummary {
-            outbox_delivered: drained.delivered,
+            outbox_delivered: drained.delivered + from_memory.delivered,
             interrupted: true,
             ..TickSummary::default()
         };
-        summary.outbox_pending = pending_now(r).await;
-        r.metrics.set_outbox_pending(summary.outbox_pending);
+        (summary.outbox_pending, summary.outbox_dead) = outbox_now(r).await;
+        summary.unsaved_batches = r.unsaved.len();
         summary.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(summary);
     };
     let mut summary = TickSummary {
         due: due.personas.len() + due.malformed.len(),
-        outbox_delivered: drained.delivered,
+        outbox_delivered: drained.delivered + from_memory.delivered,
         ..TickSummary::default()
     };
     // One bad entry skips that entry, not the tick.
@@ -407,7 +347,7 @@ pub async fn run_once(
         if opts.shard.is_some_and(|s| !s.owns(&p.user_id)) {
             continue;
         }
-        if blocked.contains(p.user_id.as_str()) {
+        if blocked.contains(p.user_id.as_str()) || r.unsaved.holds(&p.user_id) {
             skip(
                 &mut summary,
                 "rows of an earlier tick are still waiting in the outbox".into(),
@@ -513,8 +453,8 @@ pub async fn run_once(
         summary.tokens.add(rep.tokens);
     }
     summary.reports = reports;
-    summary.outbox_pending = pending_now(r).await;
-    r.metrics.set_outbox_pending(summary.outbox_pending);
+    (summary.outbox_pending, summary.outbox_dead) = outbox_now(r).await;
+    summary.unsaved_batches = r.unsaved.len();
     let budget_after = r.internal.budget().stats();
     summary.api_waits = budget_after.waits - budget_before.waits;
     summary.api_rate_limited = budget_after.limited - budget_before.limited;

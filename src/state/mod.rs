@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at TEXT NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
-    -- set when the server refused the batch for good (4xx): kept for inspection, never resent
+    -- set when the server refused the batch for good (a 4xx, or server errors past
+    -- outbox::DEAD_AFTER_*; columns server_errors, first_server_error_at: outbox::migrate):
+    -- kept for inspection and `outbox retry`, never resent on its own
     dead       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tick_id, kind)
 );
@@ -129,6 +131,7 @@ impl State {
         conn.execute_batch(SCHEMA).map_err(db)?;
         conn.execute_batch(journal::SCHEMA).map_err(db)?;
         conn.execute_batch(meta::SCHEMA).map_err(db)?;
+        outbox::migrate(&conn).map_err(db)?;
         summary::migrate(&mut conn).map_err(db)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),

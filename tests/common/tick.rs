@@ -10,6 +10,8 @@ use mana_personas::catalog;
 use mana_personas::config::{Config, Overrides};
 use mana_personas::platform::admin::{AdminClient, UpsertPersona};
 use mana_personas::runner::Runner;
+use mana_personas::runner::tick::{self, TickOptions, TickSummary};
+use mana_personas::shutdown::Shutdown;
 use mana_sandbox::{DEV_ADMIN_JWT, DEV_SERVICE_KEY, Sandbox, SandboxOptions};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -163,4 +165,70 @@ pub fn feedback_of(sb: &Sandbox, user_id: &str) -> Vec<(String, String, i64, Opt
                 .collect::<Result<Vec<_>, _>>()
         })
         .expect("query feedback")
+}
+
+/// The binary with a clean environment pointing every URL at `url` (the
+/// sandbox's LLM too), logs at warn, state in `home/state`, stdin closed,
+/// then `args`.
+pub fn binary(url: &str, home: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mana-personas"));
+    c.env_clear()
+        .current_dir(home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("xdg-state"))
+        .env("MANA_AUTH_URL", url)
+        .env("MANA_API_URL", url)
+        .env("MANA_MCP_URL", url)
+        .env("ANTHROPIC_BASE_URL", url)
+        .env("ANTHROPIC_API_KEY", "k")
+        .env("LLM_PROVIDER", "anthropic")
+        .env("MANA_SERVICE_KEY", DEV_SERVICE_KEY)
+        .env("MANA_PERSONAS_LOG", "warn")
+        .args(["--state-dir", &home.join("state").display().to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// One whole tick of `r` in process, with the default options.
+pub async fn run_once(r: &Runner) -> TickSummary {
+    tick::run_once(
+        r,
+        &TickOptions::default(),
+        &Shutdown::new(),
+        &|_| {},
+        &|_| {},
+    )
+    .await
+    .expect("the tick runs")
+}
+
+/// Runs the command to the end off the async runtime (the sandbox keeps serving).
+pub async fn output(mut c: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || c.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+/// stdout as one JSON value (panics with both streams if it is not).
+pub fn json_stdout(o: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is one JSON object ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// Requests the sandbox has seen on endpoints whose name contains `needle`.
+pub fn requests_seen(sb: &Sandbox, needle: &str) -> u64 {
+    sb.faults()
+        .stats()
+        .iter()
+        .filter(|s| s.endpoint.contains(needle))
+        .map(|s| s.requests)
+        .sum()
 }

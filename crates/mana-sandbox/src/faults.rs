@@ -109,6 +109,13 @@ pub enum FaultKind {
         status: u16,
         body: serde_json::Value,
     },
+    /// Run the handler (the work is done and committed), then answer with
+    /// its status but exactly `body` as plain text — empty, or not JSON: a
+    /// platform (or a proxy in front of it) whose 2xx says nothing usable.
+    Rebody {
+        #[serde(default)]
+        body: String,
+    },
     /// Each matching request, with probability `rate`, gets one of `of`
     /// (chosen uniformly; repeat an entry to weight it); the others go on to
     /// later rules. The dice come from an RNG seeded with `seed`, one per rule.
@@ -133,6 +140,7 @@ impl FaultKind {
             FaultKind::DropAfter => "drop_after".into(),
             FaultKind::Echo { .. } => "echo".into(),
             FaultKind::Respond { .. } => "respond".into(),
+            FaultKind::Rebody { .. } => "rebody".into(),
             FaultKind::Random { .. } => "random".into(),
         }
     }
@@ -376,6 +384,13 @@ pub async fn inject(State(state): State<SandboxState>, mut req: Request, next: N
             json_response(status, serde_json::json!({ "received": received }))
         }
         Some(FaultKind::Respond { status, body }) => json_response(status, body),
+        Some(FaultKind::Rebody { body }) => {
+            let status = next.run(req).await.status();
+            let mut resp = (status, body).into_response();
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/plain"));
+            resp
+        }
     }
 }
 
@@ -540,6 +555,20 @@ mod tests {
         assert_eq!(s[0].requests, 2);
         assert_eq!(s[0].faulted(), 1);
         assert_eq!(s[0].injected.get("503"), Some(&1));
+    }
+
+    #[test]
+    fn rebody_kind_parses_with_and_without_a_body() {
+        let e: Fault = serde_json::from_str(r#"{"route":"internal","kind":"rebody"}"#).unwrap();
+        assert_eq!(
+            e.kind,
+            FaultKind::Rebody {
+                body: String::new()
+            }
+        );
+        let t: Fault =
+            serde_json::from_str(r#"{"route":"internal","kind":"rebody","body":"OK"}"#).unwrap();
+        assert_eq!(t.kind.label(), "rebody");
     }
 
     #[test]
