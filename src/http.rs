@@ -65,14 +65,24 @@ pub async fn error_text(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Idle connections kept per host. Each costs ~25-30 KiB of buffers and
+/// state; personas sign in and open MCP sessions in a burst, then wait on
+/// the LLM, so without a cap every persona in flight kept an idle auth and
+/// MCP connection it would not use for seconds (BENCHMARKS.md §3). With up
+/// to 64 personas in flight every connection opened is still reused; above
+/// that, the surplus is closed once idle and reopened when needed.
+pub const MAX_IDLE_PER_HOST: usize = 64;
+
 /// Builds the shared client: explicit connect and request timeouts, no proxy
-/// surprises for loopback, `tcp_nodelay` for small JSON requests.
+/// surprises for loopback, `tcp_nodelay` for small JSON requests, at most
+/// [`MAX_IDLE_PER_HOST`] idle connections.
 pub fn client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .user_agent(concat!("mana-personas/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("reqwest client with static settings always builds")

@@ -68,8 +68,8 @@ fn clients(base: &str, retry: RetryPolicy) -> Vec<Box<dyn LlmClient>> {
 fn tool(name: &str, schema: Value) -> ToolSpec {
     ToolSpec {
         name: name.to_string(),
-        description: format!("The {name} tool."),
-        input_schema: schema,
+        description: format!("The {name} tool.").into(),
+        input_schema: schema.into(),
     }
 }
 
@@ -522,8 +522,8 @@ fn platform_tools() -> Vec<ToolSpec> {
         .iter()
         .map(|t| ToolSpec {
             name: t["name"].as_str().unwrap().replace('.', "_"),
-            description: t["description"].as_str().unwrap().to_string(),
-            input_schema: t["inputSchema"].clone(),
+            description: t["description"].as_str().unwrap().into(),
+            input_schema: t["inputSchema"].clone().into(),
         })
         .collect()
 }

@@ -258,12 +258,12 @@ mod tests {
                 ToolSpec {
                     name: "a".into(),
                     description: "".into(),
-                    input_schema: json!({"type":"object"}),
+                    input_schema: json!({"type":"object"}).into(),
                 },
                 ToolSpec {
                     name: "b".into(),
                     description: "".into(),
-                    input_schema: json!({"type":"object"}),
+                    input_schema: json!({"type":"object"}).into(),
                 },
             ],
             max_tokens: 100,

@@ -15,6 +15,8 @@ pub mod pricing;
 pub mod sse;
 mod transport;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,9 +26,11 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
     pub name: String,
-    pub description: String,
+    /// Shared, like the schema: every persona offers the same tools
+    /// (`mcp::shared`), and each holds them while it waits.
+    pub description: Arc<str>,
     /// JSON Schema object (`{"type":"object", ...}`), passed through unchanged.
-    pub input_schema: Value,
+    pub input_schema: Arc<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,10 @@
 //! crate sees [`McpSession`], [`ToolInfo`] and [`ToolOutcome`].
 
 mod result;
+mod shared;
 mod wire;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -39,8 +41,9 @@ pub struct McpConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolInfo {
     pub name: String,
-    pub description: String,
-    pub input_schema: Value,
+    /// Shared by every persona that listed the same tool ([`shared`]).
+    pub description: Arc<str>,
+    pub input_schema: Arc<Value>,
 }
 
 /// What one `tools/call` produced, ready to hand back to the LLM.
@@ -209,17 +212,11 @@ impl McpSession {
                     tracing::warn!(path = %self.ep.path, "tools/list: a tool without a name was skipped");
                     continue;
                 };
+                let (description, input_schema) = shared::intern(t);
                 tools.push(ToolInfo {
                     name: name.to_string(),
-                    description: t
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    input_schema: t
-                        .get("inputSchema")
-                        .cloned()
-                        .unwrap_or_else(|| json!({"type": "object"})),
+                    description,
+                    input_schema,
                 });
             }
             match result.get("nextCursor").and_then(Value::as_str) {

@@ -132,8 +132,8 @@ mod tests {
     fn tool(name: &str) -> ToolInfo {
         ToolInfo {
             name: name.into(),
-            description: String::new(),
-            input_schema: serde_json::json!({"type": "object"}),
+            description: "".into(),
+            input_schema: serde_json::json!({"type": "object"}).into(),
         }
     }
 
