@@ -65,6 +65,8 @@ pub struct Shared {
     last_tick: Mutex<Option<LastTick>>,
     /// Since when fetching the due list has failed (None: it works).
     due_failing_since: Mutex<Option<Instant>>,
+    /// `/report`'s rendered pages, kept until the ledger changes.
+    pub report_cache: super::report::Cache,
 }
 
 impl Shared {
@@ -78,6 +80,7 @@ impl Shared {
             pause_file,
             last_tick: Mutex::new(None),
             due_failing_since: Mutex::new(None),
+            report_cache: Default::default(),
         }
     }
 

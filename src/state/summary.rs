@@ -23,12 +23,16 @@ use serde_json::Value;
 
 use super::{State, StateError, parse_ts, ts};
 
+pub mod rows;
+
 pub use super::error_class::{ErrorClass, classify};
 
 /// The schema version `PRAGMA user_version` holds once the summary table
-/// exists and old transcripts have been summarised.
-pub const SCHEMA_VERSION: i64 = 1;
+/// exists, old transcripts have been summarised (1) and every summary's
+/// report fields are in columns of their own (2).
+pub const SCHEMA_VERSION: i64 = 2;
 
+/// The table as version 1 made it; [`COLUMNS`] are added to it.
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS ledger_summary (
     tick_id     TEXT PRIMARY KEY,
@@ -41,6 +45,31 @@ CREATE TABLE IF NOT EXISTS ledger_summary (
 );
 CREATE INDEX IF NOT EXISTS ledger_summary_started ON ledger_summary(started_at);
 "#;
+
+/// Version 2: what `report` reads, next to the JSON `summary` (which `trace`
+/// and the notes still come from). Why columns: parsing 30,000 JSON texts of
+/// ~2 KiB was most of a `/report` over a month of 1,000 personas (seconds);
+/// these are a fifth of that and need no JSON but the two short lists.
+/// `calls` is `[[tool, ok 0|1, error class|null, latency ms|null], …]`,
+/// `ratings` `[[module, rating, has notes 0|1], …]` (the notes themselves are
+/// read from `summary` for the few the report shows).
+const COLUMNS: [(&str, &str); 15] = [
+    ("stage", "TEXT"),
+    ("model", "TEXT"),
+    ("cost_usd", "REAL"),
+    ("tokens_input", "INTEGER NOT NULL DEFAULT 0"),
+    ("tokens_output", "INTEGER NOT NULL DEFAULT 0"),
+    ("tokens_cache_read", "INTEGER NOT NULL DEFAULT 0"),
+    ("tokens_cache_write", "INTEGER NOT NULL DEFAULT 0"),
+    ("retries", "INTEGER NOT NULL DEFAULT 0"),
+    ("wait_llm_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("wait_mcp_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("wait_platform_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("duration_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("module_mix", "TEXT NOT NULL DEFAULT '{}'"),
+    ("calls", "TEXT NOT NULL DEFAULT '[]'"),
+    ("ratings", "TEXT NOT NULL DEFAULT '[]'"),
+];
 
 /// Where a failed persona tick stopped (issue 12's stages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,6 +95,21 @@ impl Stage {
             Stage::Rating => "rating",
             Stage::Delivery => "delivery",
         }
+    }
+
+    /// The stage named by [`Stage::as_str`] (the `stage` column).
+    pub fn parse(s: &str) -> Option<Stage> {
+        [
+            Stage::SignIn,
+            Stage::Spaces,
+            Stage::Mcp,
+            Stage::ToolNames,
+            Stage::Llm,
+            Stage::Rating,
+            Stage::Delivery,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 
@@ -286,9 +330,11 @@ pub fn from_transcript(
     }
 }
 
-/// Brings a ledger from before the summary table forward: creates the table
-/// and summarises every transcript still kept (archetype, model and cost
-/// unknown for those). Runs once per file (`PRAGMA user_version`).
+/// Brings a ledger forward: from before the summary table (version 0), it
+/// creates the table and summarises every transcript still kept (archetype,
+/// model and cost unknown for those); from version 1, it adds [`COLUMNS`]
+/// and fills them from each summary's JSON. Runs once per file
+/// (`PRAGMA user_version`), in one transaction.
 pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
@@ -296,6 +342,27 @@ pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     }
     let tx = c.transaction()?;
     tx.execute_batch(SCHEMA)?;
+    let have: Vec<String> = tx
+        .prepare("SELECT name FROM pragma_table_info('ledger_summary')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, decl) in COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            tx.execute_batch(&format!(
+                "ALTER TABLE ledger_summary ADD COLUMN {name} {decl};"
+            ))?;
+        }
+    }
+    // Version 1's rows: their JSON into the new columns.
+    let texts: Vec<String> = tx
+        .prepare("SELECT summary FROM ledger_summary")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for text in texts {
+        if let Ok(sum) = serde_json::from_str::<Summary>(&text) {
+            insert(&tx, &sum)?;
+        }
+    }
     let old: Vec<[String; 7]> = tx
         .prepare(
             "SELECT tick_id, persona_id, email, started_at, finished_at, outcome, transcript FROM ledger
@@ -324,12 +391,43 @@ pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// `s.calls` as the `calls` column holds them.
+fn calls_column(s: &Summary) -> String {
+    let v: Vec<(&str, u8, Option<ErrorClass>, Option<u64>)> = s
+        .calls
+        .iter()
+        .map(|c| (c.tool.as_str(), c.ok as u8, c.error_class, c.latency_ms))
+        .collect();
+    serde_json::to_string(&v).expect("a list of calls always serialises")
+}
+
+/// `s.ratings` as the `ratings` column holds them.
+fn ratings_column(s: &Summary) -> String {
+    let v: Vec<(&str, u8, u8)> = s
+        .ratings
+        .iter()
+        .map(|r| (r.module.as_str(), r.rating, r.notes.is_some() as u8))
+        .collect();
+    serde_json::to_string(&v).expect("a list of ratings always serialises")
+}
+
 fn insert(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
     let text = serde_json::to_string(s).expect("a summary always serialises");
+    let mix = serde_json::to_string(&s.module_mix).expect("a module mix always serialises");
     c.prepare_cached(
-        "INSERT INTO ledger_summary (tick_id, persona_id, email, archetype, started_at, outcome, summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(tick_id) DO UPDATE SET outcome = excluded.outcome, summary = excluded.summary",
+        "INSERT INTO ledger_summary (tick_id, persona_id, email, archetype, started_at, outcome, summary,
+             stage, model, cost_usd, tokens_input, tokens_output, tokens_cache_read, tokens_cache_write,
+             retries, wait_llm_ms, wait_mcp_ms, wait_platform_ms, duration_ms, module_mix, calls, ratings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+         ON CONFLICT(tick_id) DO UPDATE SET persona_id = excluded.persona_id, email = excluded.email,
+             archetype = excluded.archetype, started_at = excluded.started_at, outcome = excluded.outcome,
+             summary = excluded.summary, stage = excluded.stage, model = excluded.model,
+             cost_usd = excluded.cost_usd, tokens_input = excluded.tokens_input,
+             tokens_output = excluded.tokens_output, tokens_cache_read = excluded.tokens_cache_read,
+             tokens_cache_write = excluded.tokens_cache_write, retries = excluded.retries,
+             wait_llm_ms = excluded.wait_llm_ms, wait_mcp_ms = excluded.wait_mcp_ms,
+             wait_platform_ms = excluded.wait_platform_ms, duration_ms = excluded.duration_ms,
+             module_mix = excluded.module_mix, calls = excluded.calls, ratings = excluded.ratings",
     )?
     .execute(params![
         s.tick_id,
@@ -338,7 +436,22 @@ fn insert(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
         s.archetype,
         ts(s.started_at),
         s.outcome,
-        text
+        text,
+        s.stage.map(Stage::as_str),
+        s.model,
+        s.cost_usd,
+        s.tokens.input as i64,
+        s.tokens.output as i64,
+        s.tokens.cache_read as i64,
+        s.tokens.cache_write as i64,
+        s.retries as i64,
+        s.waits_ms.llm as i64,
+        s.waits_ms.mcp as i64,
+        s.waits_ms.platform as i64,
+        s.duration_ms as i64,
+        mix,
+        calls_column(s),
+        ratings_column(s),
     ])
     .map(|_| ())
 }
@@ -501,29 +614,22 @@ pub fn read_tick(
     ))
 }
 
-/// Reads the summaries of the state directory `dir` without writing to it
-/// (a read-only open: `report` may read another daemon's live ledger). A
-/// ledger from before the summary table is summarised in memory from its
-/// transcripts instead.
-pub fn read_dir(dir: &Path, f: &Filter) -> Result<Vec<Summary>, StateError> {
-    let (c, db) = open_read_only(dir)?;
-    let has_table = has_summary_table(&c).map_err(&db)?;
-    if has_table {
-        return select(&c, f).map_err(&db);
+/// The summaries matching `f` in an open ledger that has no report columns
+/// yet (a read-only open of another daemon's ledger cannot migrate it): from
+/// the JSON texts (version 1), or, before the summary table, summarised in
+/// memory from the transcripts (version 0).
+fn read_summaries(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Summary>> {
+    if has_summary_table(c)? {
+        return select(c, f);
     }
-    // An old ledger: summarise its transcripts without migrating the file.
-    let mut st = c
-        .prepare(
-            "SELECT tick_id, persona_id, email, started_at, finished_at, outcome, transcript FROM ledger
-             WHERE started_at >= ?1 ORDER BY started_at",
-        )
-        .map_err(&db)?;
+    let mut st = c.prepare(
+        "SELECT tick_id, persona_id, email, started_at, finished_at, outcome, transcript FROM ledger
+         WHERE started_at >= ?1 ORDER BY started_at",
+    )?;
     let since = f.since.map(ts).unwrap_or_default();
     let rows: Vec<[String; 7]> = st
-        .query_map(params![since], seven_texts)
-        .map_err(&db)?
-        .collect::<Result<_, _>>()
-        .map_err(db)?;
+        .query_map(params![since], seven_texts)?
+        .collect::<Result<_, _>>()?;
     let email = f.email.as_deref().map(str::to_lowercase);
     Ok(rows
         .into_iter()
