@@ -353,14 +353,24 @@ pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
             ))?;
         }
     }
-    // Version 1's rows: their JSON into the new columns.
-    let texts: Vec<String> = tx
-        .prepare("SELECT summary FROM ledger_summary")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for text in texts {
-        if let Ok(sum) = serde_json::from_str::<Summary>(&text) {
-            insert(&tx, &sum)?;
+    // Version 1's rows: their JSON into the new columns, a thousand at a
+    // time (a year of summaries is hundreds of MB of JSON).
+    let mut after = 0i64;
+    loop {
+        let batch: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT rowid, summary FROM ledger_summary WHERE rowid > ?1 ORDER BY rowid LIMIT 1000",
+            )?
+            .query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let Some((last, _)) = batch.last() else {
+            break;
+        };
+        after = *last;
+        for (_, text) in batch {
+            if let Ok(sum) = serde_json::from_str::<Summary>(&text) {
+                insert(&tx, &sum)?;
+            }
         }
     }
     let old: Vec<[String; 7]> = tx
