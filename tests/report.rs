@@ -480,7 +480,12 @@ fn summaries_outlive_pruned_transcripts() {
     assert_eq!(st.summary_prune(400, now).unwrap(), 0);
     assert!(st.ledger_get("t-old").unwrap().is_none());
     assert!(st.summary_get("t-old").unwrap().is_some());
+    let mut q = query(&[dir.path()]);
+    q.days = 60;
+    assert_eq!(report::load(&q).health.persona_ticks, 1);
     assert_eq!(st.summary_prune(20, now).unwrap(), 1);
+    // The report's row goes with the summary.
+    assert_eq!(report::load(&q).health.persona_ticks, 0);
 }
 
 /// The target directory (CARGO_TARGET_DIR aware): tests' tmp dir's parent.
@@ -598,12 +603,12 @@ fn numbers(r: &report::Report) -> serde_json::Value {
     v
 }
 
-/// A ledger of schema version 1 (the JSON summaries only, no report
-/// columns) gives the same report read as it is (read-only: the file stays
-/// version 1) and after opening the state migrates it to the columns; the
-/// columns' report equals the JSON's, notes and all.
+/// A ledger of schema version 1 (the JSON summaries only, no
+/// `ledger_report`) gives the same report read as it is (read-only: the file
+/// stays version 1) and after opening the state migrates it; the report from
+/// `ledger_report` equals the one from the JSON, notes and all.
 #[test]
-fn a_version_1_ledger_reads_the_same_before_and_after_its_columns_are_filled() {
+fn a_version_1_ledger_reads_the_same_before_and_after_its_report_rows_are_filled() {
     let new = tempfile::tempdir().unwrap();
     four_weeks(new.path());
     let mut extra = tick(
@@ -663,7 +668,7 @@ fn a_version_1_ledger_reads_the_same_before_and_after_its_columns_are_filled() {
         let c = rusqlite::Connection::open(db).unwrap();
         let n: i64 = c
             .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('ledger_summary') WHERE name = 'calls'",
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger_report'",
                 [],
                 |r| r.get(0),
             )

@@ -29,10 +29,18 @@ pub use super::error_class::{ErrorClass, classify};
 
 /// The schema version `PRAGMA user_version` holds once the summary table
 /// exists, old transcripts have been summarised (1) and every summary's
-/// report fields are in columns of their own (2).
+/// report fields are in `ledger_report` (2).
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// The table as version 1 made it; [`COLUMNS`] are added to it.
+/// `ledger_summary`: the whole summary as JSON (`trace`, the notes).
+/// `ledger_report` (version 2): what `report` aggregates, one short row per
+/// summary. Why a table of its own: parsing 30,000 JSON texts of ~2 KiB was
+/// most of a `/report` over a month of 1,000 personas (seconds), and the
+/// fields as columns of `ledger_summary` would have left its ~2 KiB rows one
+/// to a page; here a scan reads ~0.4 KiB a row and no notes. `calls` is
+/// `[[tool, ok 0|1, error class|null, latency ms|null], …]`, `ratings`
+/// `[[module, rating, has notes 0|1], …]` (the report reads the few notes it
+/// shows from `ledger_summary`).
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS ledger_summary (
     tick_id     TEXT PRIMARY KEY,
@@ -44,32 +52,30 @@ CREATE TABLE IF NOT EXISTS ledger_summary (
     summary     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_summary_started ON ledger_summary(started_at);
+CREATE TABLE IF NOT EXISTS ledger_report (
+    tick_id            TEXT NOT NULL UNIQUE,
+    email              TEXT NOT NULL,
+    archetype          TEXT NOT NULL,
+    started_at         TEXT NOT NULL,
+    outcome            TEXT NOT NULL,
+    stage              TEXT,
+    model              TEXT,
+    cost_usd           REAL,
+    tokens_input       INTEGER NOT NULL,
+    tokens_output      INTEGER NOT NULL,
+    tokens_cache_read  INTEGER NOT NULL,
+    tokens_cache_write INTEGER NOT NULL,
+    retries            INTEGER NOT NULL,
+    wait_llm_ms        INTEGER NOT NULL,
+    wait_mcp_ms        INTEGER NOT NULL,
+    wait_platform_ms   INTEGER NOT NULL,
+    duration_ms        INTEGER NOT NULL,
+    module_mix         TEXT NOT NULL,
+    calls              TEXT NOT NULL,
+    ratings            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_report_started ON ledger_report(started_at);
 "#;
-
-/// Version 2: what `report` reads, next to the JSON `summary` (which `trace`
-/// and the notes still come from). Why columns: parsing 30,000 JSON texts of
-/// ~2 KiB was most of a `/report` over a month of 1,000 personas (seconds);
-/// these are a fifth of that and need no JSON but the two short lists.
-/// `calls` is `[[tool, ok 0|1, error class|null, latency ms|null], …]`,
-/// `ratings` `[[module, rating, has notes 0|1], …]` (the notes themselves are
-/// read from `summary` for the few the report shows).
-const COLUMNS: [(&str, &str); 15] = [
-    ("stage", "TEXT"),
-    ("model", "TEXT"),
-    ("cost_usd", "REAL"),
-    ("tokens_input", "INTEGER NOT NULL DEFAULT 0"),
-    ("tokens_output", "INTEGER NOT NULL DEFAULT 0"),
-    ("tokens_cache_read", "INTEGER NOT NULL DEFAULT 0"),
-    ("tokens_cache_write", "INTEGER NOT NULL DEFAULT 0"),
-    ("retries", "INTEGER NOT NULL DEFAULT 0"),
-    ("wait_llm_ms", "INTEGER NOT NULL DEFAULT 0"),
-    ("wait_mcp_ms", "INTEGER NOT NULL DEFAULT 0"),
-    ("wait_platform_ms", "INTEGER NOT NULL DEFAULT 0"),
-    ("duration_ms", "INTEGER NOT NULL DEFAULT 0"),
-    ("module_mix", "TEXT NOT NULL DEFAULT '{}'"),
-    ("calls", "TEXT NOT NULL DEFAULT '[]'"),
-    ("ratings", "TEXT NOT NULL DEFAULT '[]'"),
-];
 
 /// Where a failed persona tick stopped (issue 12's stages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -331,9 +337,9 @@ pub fn from_transcript(
 }
 
 /// Brings a ledger forward: from before the summary table (version 0), it
-/// creates the table and summarises every transcript still kept (archetype,
-/// model and cost unknown for those); from version 1, it adds [`COLUMNS`]
-/// and fills them from each summary's JSON. Runs once per file
+/// creates the tables and summarises every transcript still kept
+/// (archetype, model and cost unknown for those); from version 1, it fills
+/// `ledger_report` from each summary's JSON. Runs once per file
 /// (`PRAGMA user_version`), in one transaction.
 pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -342,18 +348,7 @@ pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
     }
     let tx = c.transaction()?;
     tx.execute_batch(SCHEMA)?;
-    let have: Vec<String> = tx
-        .prepare("SELECT name FROM pragma_table_info('ledger_summary')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (name, decl) in COLUMNS {
-        if !have.iter().any(|h| h == name) {
-            tx.execute_batch(&format!(
-                "ALTER TABLE ledger_summary ADD COLUMN {name} {decl};"
-            ))?;
-        }
-    }
-    // Version 1's rows: their JSON into the new columns, a thousand at a
+    // Version 1's rows: their JSON into `ledger_report`, a thousand at a
     // time (a year of summaries is hundreds of MB of JSON).
     let mut after = 0i64;
     loop {
@@ -423,21 +418,10 @@ fn ratings_column(s: &Summary) -> String {
 
 fn insert(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
     let text = serde_json::to_string(s).expect("a summary always serialises");
-    let mix = serde_json::to_string(&s.module_mix).expect("a module mix always serialises");
     c.prepare_cached(
-        "INSERT INTO ledger_summary (tick_id, persona_id, email, archetype, started_at, outcome, summary,
-             stage, model, cost_usd, tokens_input, tokens_output, tokens_cache_read, tokens_cache_write,
-             retries, wait_llm_ms, wait_mcp_ms, wait_platform_ms, duration_ms, module_mix, calls, ratings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
-         ON CONFLICT(tick_id) DO UPDATE SET persona_id = excluded.persona_id, email = excluded.email,
-             archetype = excluded.archetype, started_at = excluded.started_at, outcome = excluded.outcome,
-             summary = excluded.summary, stage = excluded.stage, model = excluded.model,
-             cost_usd = excluded.cost_usd, tokens_input = excluded.tokens_input,
-             tokens_output = excluded.tokens_output, tokens_cache_read = excluded.tokens_cache_read,
-             tokens_cache_write = excluded.tokens_cache_write, retries = excluded.retries,
-             wait_llm_ms = excluded.wait_llm_ms, wait_mcp_ms = excluded.wait_mcp_ms,
-             wait_platform_ms = excluded.wait_platform_ms, duration_ms = excluded.duration_ms,
-             module_mix = excluded.module_mix, calls = excluded.calls, ratings = excluded.ratings",
+        "INSERT INTO ledger_summary (tick_id, persona_id, email, archetype, started_at, outcome, summary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(tick_id) DO UPDATE SET outcome = excluded.outcome, summary = excluded.summary",
     )?
     .execute(params![
         s.tick_id,
@@ -446,7 +430,21 @@ fn insert(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
         s.archetype,
         ts(s.started_at),
         s.outcome,
-        text,
+        text
+    ])?;
+    let mix = serde_json::to_string(&s.module_mix).expect("a module mix always serialises");
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO ledger_report (tick_id, email, archetype, started_at, outcome, stage, model,
+             cost_usd, tokens_input, tokens_output, tokens_cache_read, tokens_cache_write, retries,
+             wait_llm_ms, wait_mcp_ms, wait_platform_ms, duration_ms, module_mix, calls, ratings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )?
+    .execute(params![
+        s.tick_id,
+        s.email,
+        s.archetype,
+        ts(s.started_at),
+        s.outcome,
         s.stage.map(Stage::as_str),
         s.model,
         s.cost_usd,
@@ -508,6 +506,10 @@ impl State {
         let days = days.min(100 * 366);
         let cutoff = ts(now - chrono::Duration::days(days as i64));
         self.call(|c| {
+            c.execute(
+                "DELETE FROM ledger_report WHERE started_at < ?1",
+                params![cutoff],
+            )?;
             c.execute(
                 "DELETE FROM ledger_summary WHERE started_at < ?1",
                 params![cutoff],
@@ -624,7 +626,7 @@ pub fn read_tick(
     ))
 }
 
-/// The summaries matching `f` in an open ledger that has no report columns
+/// The summaries matching `f` in an open ledger that has no `ledger_report`
 /// yet (a read-only open of another daemon's ledger cannot migrate it): from
 /// the JSON texts (version 1), or, before the summary table, summarised in
 /// memory from the transcripts (version 0).

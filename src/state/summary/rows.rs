@@ -1,13 +1,13 @@
 //! The summaries as `report` reads them: one [`Row`] per persona tick, from
-//! the report columns of `ledger_summary` (schema version 2), through a
-//! read-only open of a state directory ([`Ledger`]).
+//! `ledger_report` (schema version 2), through a read-only open of a state
+//! directory ([`Ledger`]).
 //!
 //! Why a read model of its own and not [`Summary`]: a month of 1,000
 //! personas is 30,000 summaries; parsing each one's JSON (~2 KiB, most of it
 //! notes and action ids the aggregates never look at) was most of the time
-//! of a `/report`. A row is the columns plus two short lists, and the notes
+//! of a `/report`. A row is a few columns plus two short lists, and the notes
 //! stay in the ledger until the report knows which few it shows
-//! ([`Ledger::notes`]). A ledger that has no columns yet (another daemon's,
+//! ([`Ledger::notes`]). A ledger that has no `ledger_report` yet (another daemon's,
 //! of an older version: a read-only open cannot migrate it) is read the old
 //! way and converted, so the report has one input type and one aggregation.
 
@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CallSummary, ErrorClass, Filter, Stage, StateError, Summary, Tokens, WaitsMs,
-    has_summary_table, open_read_only, read_summaries,
+    CallSummary, ErrorClass, Filter, Stage, StateError, Summary, Tokens, WaitsMs, open_read_only,
+    read_summaries,
 };
 use crate::state::{parse_ts, ts};
 
@@ -98,8 +98,8 @@ impl From<Summary> for Row {
 pub struct Ledger {
     c: Connection,
     path: PathBuf,
-    /// The report columns exist (schema version 2).
-    columns: bool,
+    /// `ledger_report` exists (schema version 2).
+    has_report: bool,
 }
 
 type CallCols<'a> = (&'a str, u8, Option<ErrorClass>, Option<u64>);
@@ -109,23 +109,18 @@ impl Ledger {
     /// another daemon's live ledger).
     pub fn open(dir: &Path) -> Result<Ledger, StateError> {
         let (c, db) = open_read_only(dir)?;
-        let columns = has_summary_table(&c)
-            .and_then(|has| {
-                if !has {
-                    return Ok(false);
-                }
-                c.query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('ledger_summary') WHERE name = 'calls'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|n| n > 0)
-            })
+        let has_report = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_report'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
             .map_err(&db)?;
         Ok(Ledger {
             c,
             path: dir.join("state.db"),
-            columns,
+            has_report,
         })
     }
 
@@ -138,7 +133,7 @@ impl Ledger {
 
     /// The rows matching `f`, oldest first.
     pub fn rows(&self, f: &Filter) -> Result<Vec<Row>, StateError> {
-        if !self.columns {
+        if !self.has_report {
             let v = read_summaries(&self.c, f).map_err(|e| self.db(e))?;
             return Ok(v.into_iter().map(Row::from).collect());
         }
@@ -152,7 +147,7 @@ impl Ledger {
             "SELECT tick_id, email, archetype, module_mix, started_at, outcome, stage, calls, ratings,
                     tokens_input, tokens_output, tokens_cache_read, tokens_cache_write, model, cost_usd,
                     retries, wait_llm_ms, wait_mcp_ms, wait_platform_ms, duration_ms
-             FROM ledger_summary
+             FROM ledger_report
              WHERE started_at >= ?1 AND (?2 IS NULL OR lower(email) = ?2) AND (?3 IS NULL OR archetype = ?3)
              ORDER BY started_at",
         )?;
