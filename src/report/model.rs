@@ -437,13 +437,12 @@ type Weights = BTreeMap<String, f64>;
 
 /// Module-mix adherence: the catalog's weights against the calls made.
 pub fn mix(all: &[Row]) -> Mix {
-    let with_tools: BTreeSet<String> = all
-        .iter()
-        .flat_map(|s| s.calls.iter().map(|c| c.module()))
-        .collect::<BTreeSet<&str>>()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    // Inserted one by one: collecting would sort every call's module first.
+    let mut modules: BTreeSet<&str> = BTreeSet::new();
+    for c in all.iter().flat_map(|s| &s.calls) {
+        modules.insert(c.module());
+    }
+    let with_tools: BTreeSet<String> = modules.into_iter().map(str::to_string).collect();
     // The newest summary's mix is the persona's current target (parsed once,
     // for the newest only).
     let mut per: BTreeMap<&str, (&str, &str, BTreeMap<&str, f64>)> = BTreeMap::new();

@@ -226,7 +226,12 @@ pub struct Summary {
 
 /// The module of an MCP tool name: the text before the first dot.
 pub fn module_of(tool: &str) -> &str {
-    tool.split('.').next().unwrap_or(tool)
+    // A byte scan, not `split('.')`: the report asks this of every call of a
+    // month (180,000 for 1,000 personas), and names are a few bytes long.
+    match tool.bytes().position(|b| b == b'.') {
+        Some(i) => &tool[..i],
+        None => tool,
+    }
 }
 
 /// The platform's id of action row `i` of a tick.
