@@ -169,7 +169,7 @@ pub fn find(weeks: &[Week], modules: &[ModuleReport], all: &[Row], notes: &Notes
                     s.ratings
                         .iter()
                         .enumerate()
-                        .filter(|(_, r)| r.module == m.module && r.notes != NoteText::None)
+                        .filter(|(_, r)| *r.module == *m.module && r.notes != NoteText::None)
                         .map(move |(idx, r)| (r.rating, s.started_at, row, idx))
                 })
                 .collect();
@@ -185,7 +185,7 @@ pub fn find(weeks: &[Week], modules: &[ModuleReport], all: &[Row], notes: &Notes
         };
         for c in &s.calls {
             let v = tools
-                .entry(c.tool.as_str())
+                .entry(&*c.tool)
                 .or_insert_with(|| vec![(0.0, 0); weeks.len()]);
             v[w].0 += if c.ok { 0.0 } else { 1.0 };
             v[w].1 += 1;

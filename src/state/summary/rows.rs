@@ -11,13 +11,15 @@
 //! of an older version: a read-only open cannot migrate it) is read the old
 //! way and converted, so the report has one input type and one aggregation.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CallSummary, ErrorClass, Filter, Stage, StateError, Summary, Tokens, WaitsMs, open_read_only,
+    ErrorClass, Filter, Stage, StateError, Summary, Tokens, WaitsMs, module_of, open_read_only,
     read_summaries,
 };
 use crate::state::{parse_ts, ts};
@@ -33,10 +35,43 @@ pub enum NoteText {
     InLedger,
 }
 
+/// Tool and module names, one allocation each per read: a month of
+/// summaries names the same few tools 180,000 times.
+#[derive(Default)]
+struct Names(HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
+}
+
+/// One tool call (its position in the row's `calls` is its index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    /// The MCP name (`todo.create`).
+    pub tool: Arc<str>,
+    pub ok: bool,
+    pub error_class: Option<ErrorClass>,
+    pub latency_ms: Option<u64>,
+}
+
+impl CallRow {
+    /// The module: the text before the first dot.
+    pub fn module(&self) -> &str {
+        module_of(&self.tool)
+    }
+}
+
 /// One module rating, without its action ids.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RatingRow {
-    pub module: String,
+    pub module: Arc<str>,
     pub rating: u8,
     pub notes: NoteText,
 }
@@ -53,7 +88,7 @@ pub struct Row {
     pub started_at: DateTime<Utc>,
     pub outcome: String,
     pub stage: Option<Stage>,
-    pub calls: Vec<CallSummary>,
+    pub calls: Vec<CallRow>,
     pub ratings: Vec<RatingRow>,
     pub tokens: Tokens,
     pub model: Option<String>,
@@ -74,12 +109,21 @@ impl From<Summary> for Row {
             started_at: s.started_at,
             outcome: s.outcome,
             stage: s.stage,
-            calls: s.calls,
+            calls: s
+                .calls
+                .into_iter()
+                .map(|c| CallRow {
+                    tool: c.tool.into(),
+                    ok: c.ok,
+                    error_class: c.error_class,
+                    latency_ms: c.latency_ms,
+                })
+                .collect(),
             ratings: s
                 .ratings
                 .into_iter()
                 .map(|r| RatingRow {
-                    module: r.module,
+                    module: r.module.into(),
                     rating: r.rating,
                     notes: r.notes.map_or(NoteText::None, NoteText::Here),
                 })
@@ -153,6 +197,7 @@ impl Ledger {
         )?;
         let mut rows = st.query(params![since, email, f.archetype])?;
         let mut out = Vec::new();
+        let mut names = Names::default();
         let n = |r: &rusqlite::Row, i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
         while let Some(r) = rows.next()? {
             let text = |i: usize| r.get_ref(i).map(|v| v.as_bytes().unwrap_or_default());
@@ -174,8 +219,8 @@ impl Ledger {
                     .and_then(Stage::parse),
                 calls: calls
                     .into_iter()
-                    .map(|(tool, ok, error_class, latency_ms)| CallSummary {
-                        tool: tool.to_string(),
+                    .map(|(tool, ok, error_class, latency_ms)| CallRow {
+                        tool: names.get(tool),
                         ok: ok != 0,
                         error_class,
                         latency_ms,
@@ -184,7 +229,7 @@ impl Ledger {
                 ratings: ratings
                     .into_iter()
                     .map(|(module, rating, has_notes)| RatingRow {
-                        module: module.to_string(),
+                        module: names.get(module),
                         rating,
                         notes: if has_notes != 0 {
                             NoteText::InLedger
