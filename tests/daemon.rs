@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Seed;
+use mana_personas::state::State;
+use mana_personas::state::summary::{CallSummary, Summary};
 use mana_sandbox::{DEV_SERVICE_KEY, Sandbox, SandboxOptions};
 use serde_json::Value;
 
@@ -1115,4 +1117,87 @@ async fn dead_batches_show_in_health_and_metrics() {
         2.0,
         "{metrics}"
     );
+}
+
+/// One summary of a persona tick, for a ledger written directly.
+fn bare_summary(tick_id: &str, at: chrono::DateTime<chrono::Utc>) -> Summary {
+    Summary {
+        tick_id: tick_id.to_string(),
+        persona_id: "id-1".into(),
+        email: "cache@mana.test".into(),
+        archetype: "tester".into(),
+        module_mix: Default::default(),
+        started_at: at,
+        finished_at: at,
+        outcome: "ok".into(),
+        stage: None,
+        error: None,
+        calls: vec![CallSummary {
+            tool: "todo.create".into(),
+            ok: true,
+            error_class: None,
+            latency_ms: Some(12),
+        }],
+        ratings: Vec::new(),
+        tokens: Default::default(),
+        model: None,
+        cost_usd: None,
+        retries: 0,
+        waits_ms: Default::default(),
+        duration_ms: 0,
+    }
+}
+
+/// A refresh of `/report.json` is served from the daemon's cache
+/// (`Cache-Status: …; hit`, the same body) until the ledger changes: a
+/// summary written by another connection (as a tick's) makes the next one a
+/// rebuild that counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_refresh_is_cached_until_the_ledger_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let state = home.join("state");
+    let now = chrono::Utc::now();
+    State::open(&state)
+        .unwrap()
+        .summary_write(&bare_summary("t-1", now - chrono::Duration::hours(1)))
+        .unwrap();
+    blocking(move || {
+        let d = Daemon::start(
+            "http://127.0.0.1:9",
+            &home,
+            &[("RUNNER_PAUSED", "true")],
+            &[],
+        );
+        let get = |path: &str| {
+            let url = format!("{}{path}", d.base);
+            tokio::runtime::Handle::current().block_on(async move {
+                let resp = reqwest::get(url).await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let status = resp.headers()["cache-status"].to_str().unwrap().to_string();
+                (status, resp.text().await.unwrap())
+            })
+        };
+        let ticks = |body: &str| {
+            serde_json::from_str::<Value>(body).unwrap()["health"]["personaTicks"].as_u64()
+        };
+        let (first, body1) = get("/report.json?since=7d");
+        assert_eq!(first, "mana-personas; fwd=miss");
+        assert_eq!(ticks(&body1), Some(1));
+        let (again, body2) = get("/report.json?since=7d");
+        assert_eq!(again, "mana-personas; hit");
+        assert_eq!(body1, body2, "the cached page is the same page");
+        // Other parameters are another page.
+        assert_eq!(get("/report.json?since=8d").0, "mana-personas; fwd=miss");
+
+        State::open(&state)
+            .unwrap()
+            .summary_write(&bare_summary("t-2", chrono::Utc::now()))
+            .unwrap();
+        let (after, body3) = get("/report.json?since=7d");
+        assert_eq!(after, "mana-personas; fwd=miss");
+        assert_eq!(ticks(&body3), Some(2));
+        assert_eq!(get("/report.json?since=7d").0, "mana-personas; hit");
+    })
+    .await;
 }

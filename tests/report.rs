@@ -480,7 +480,12 @@ fn summaries_outlive_pruned_transcripts() {
     assert_eq!(st.summary_prune(400, now).unwrap(), 0);
     assert!(st.ledger_get("t-old").unwrap().is_none());
     assert!(st.summary_get("t-old").unwrap().is_some());
+    let mut q = query(&[dir.path()]);
+    q.days = 60;
+    assert_eq!(report::load(&q).health.persona_ticks, 1);
     assert_eq!(st.summary_prune(20, now).unwrap(), 1);
+    // The report's row goes with the summary.
+    assert_eq!(report::load(&q).health.persona_ticks, 0);
 }
 
 /// The target directory (CARGO_TARGET_DIR aware): tests' tmp dir's parent.
@@ -597,4 +602,113 @@ fn usage(t: Tokens) -> mana_personas::llm::Usage {
         cache_read: t.cache_read,
         cache_write: t.cache_write,
     }
+}
+
+/// The report as JSON without what differs between two loads of the same
+/// ticks (when it was made, which directories were read).
+fn numbers(r: &report::Report) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(&report::render(r, Format::Json)).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("generatedAt");
+    o.remove("shards");
+    v
+}
+
+/// A ledger of schema version 1 (the JSON summaries only, no
+/// `ledger_report`) gives the same report read as it is (read-only: the file
+/// stays version 1) and after opening the state migrates it; the report from
+/// `ledger_report` equals the one from the JSON, notes and all.
+#[test]
+fn a_version_1_ledger_reads_the_same_before_and_after_its_report_rows_are_filled() {
+    let new = tempfile::tempdir().unwrap();
+    four_weeks(new.path());
+    let mut extra = tick(
+        77,
+        "p9@example.com",
+        until() - Duration::days(2),
+        vec![call("mood.log", false), call("mood.log", true)],
+        vec![rating("mood", 1, "the worst of all")],
+    );
+    extra.stage = Some(Stage::Rating);
+    extra.outcome = "failed".into();
+    extra.cost_usd = Some(0.25);
+    extra.tokens = Tokens {
+        input: 7,
+        output: 5,
+        cache_read: 3,
+        cache_write: 1,
+    };
+    extra.retries = 3;
+    extra.waits_ms = WaitsMs {
+        llm: 10,
+        mcp: 20,
+        platform: 30,
+    };
+    State::open(new.path())
+        .unwrap()
+        .summary_write(&extra)
+        .unwrap();
+    let from_columns = numbers(&report::load(&query(&[new.path()])));
+    assert_eq!(from_columns["health"]["personaTicks"], 17);
+
+    // The same summaries in a version-1 file.
+    let old = tempfile::tempdir().unwrap();
+    let db = old.path().join("state.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE ledger_summary (
+             tick_id TEXT PRIMARY KEY, persona_id TEXT NOT NULL, email TEXT NOT NULL,
+             archetype TEXT NOT NULL DEFAULT '', started_at TEXT NOT NULL, outcome TEXT NOT NULL,
+             summary TEXT NOT NULL);
+         CREATE INDEX ledger_summary_started ON ledger_summary(started_at);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    c.execute(
+        "ATTACH DATABASE ?1 AS new",
+        [new.path().join("state.db").to_str().unwrap()],
+    )
+    .unwrap();
+    c.execute_batch(
+        "INSERT INTO ledger_summary SELECT tick_id, persona_id, email, archetype, started_at, outcome, summary
+         FROM new.ledger_summary; DETACH DATABASE new;",
+    )
+    .unwrap();
+    drop(c);
+    let columns = |db: &Path| {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger_report'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        (n, v)
+    };
+
+    assert_eq!(numbers(&report::load(&query(&[old.path()]))), from_columns);
+    assert_eq!(
+        columns(&db),
+        (0, 1),
+        "a report must not write to the ledger"
+    );
+
+    drop(State::open(old.path()).unwrap());
+    assert_eq!(columns(&db), (1, summary::SCHEMA_VERSION));
+    assert_eq!(summary::SCHEMA_VERSION, 2);
+    let migrated = numbers(&report::load(&query(&[old.path()])));
+    assert_eq!(migrated, from_columns);
+    let mood = migrated["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["module"] == "mood")
+        .unwrap();
+    assert_eq!(mood["worstNotes"][0]["notes"], "the worst of all");
+    assert_eq!(migrated["health"]["failedByStage"]["rating"], 1);
+    assert_eq!(migrated["health"]["costUsd"], 0.25);
 }

@@ -426,13 +426,17 @@ async fn report_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
     );
     let v = report::measure(&ctx.bin, &home, &state).await?;
     for (path, r) in v.as_object().into_iter().flatten() {
-        println!(
-            "report: GET {path}: median {:.0} ms, slowest {:.0} ms ({} requests, {} bytes)",
-            f(&r["medianMs"]),
-            f(&r["maxMs"]),
-            r["requests"],
-            r["bodyBytes"]
-        );
+        for kind in ["cold", "warm"] {
+            let k = &r[kind];
+            println!(
+                "report: GET {path} {kind}: p50 {:.1} ms, p95 {:.1} ms, slowest {:.1} ms ({} requests, {} bytes)",
+                f(&k["p50Ms"]),
+                f(&k["p95Ms"]),
+                f(&k["maxMs"]),
+                r["requests"],
+                r["bodyBytes"]
+            );
+        }
     }
     Ok(json!({"personas": report::PERSONAS, "days": report::DAYS,
               "summaries": report::PERSONAS * report::DAYS, "ledgerBytes": size, "requests": v}))

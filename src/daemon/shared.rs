@@ -69,6 +69,8 @@ pub struct Shared {
     /// probes serve the last count instead of queueing more reads behind a
     /// locked `state.db`.
     pub outbox_read: AtomicBool,
+    /// `/report`'s rendered pages, kept until the ledger changes.
+    pub report_cache: super::report::Cache,
 }
 
 impl Shared {
@@ -83,6 +85,7 @@ impl Shared {
             last_tick: Mutex::new(None),
             due_failing_since: Mutex::new(None),
             outbox_read: AtomicBool::new(false),
+            report_cache: Default::default(),
         }
     }
 

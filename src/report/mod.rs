@@ -21,7 +21,7 @@ use clap::ValueEnum;
 pub use model::{Query, Report, load};
 
 /// The output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Format {
     Table,
     Md,

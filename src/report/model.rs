@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::stats::{mean, percentile, round, stddev};
 use super::trends::{self, Trends};
-use crate::state::summary::{self, ErrorClass, Filter, Summary};
+use crate::state::summary::rows::{Ledger, NoteText, Row};
+use crate::state::summary::{self, ErrorClass, Filter};
 
 /// The version of the JSON form; bumped when a field changes meaning or goes.
 pub const VERSION: u32 = 1;
@@ -216,18 +217,27 @@ pub fn load(q: &Query) -> Report {
         archetype: q.archetype.clone(),
     };
     let mut shards = Vec::new();
-    let mut all: Vec<Summary> = Vec::new();
+    let mut ledgers = Vec::new();
+    let mut all: Vec<Row> = Vec::new();
+    // Which ledger each row of `all` came from (for its notes).
+    let mut origin: Vec<usize> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for dir in &q.ledgers {
-        match summary::read_dir(dir, &filter) {
-            Ok(v) => {
+        match Ledger::open(dir).and_then(|l| Ok((l.rows(&filter)?, l))) {
+            Ok((v, ledger)) => {
                 shards.push(Shard {
                     dir: dir.display().to_string(),
                     persona_ticks: v.len(),
                     error: None,
                 });
                 // The same tick in two shards (a copied state dir) counts once.
-                all.extend(v.into_iter().filter(|s| seen.insert(s.tick_id.clone())));
+                if q.ledgers.len() > 1 {
+                    all.extend(v.into_iter().filter(|s| seen.insert(s.tick_id.clone())));
+                } else {
+                    all.extend(v);
+                }
+                origin.resize(all.len(), ledgers.len());
+                ledgers.push(ledger);
             }
             Err(e) => shards.push(Shard {
                 dir: dir.display().to_string(),
@@ -236,7 +246,36 @@ pub fn load(q: &Query) -> Report {
             }),
         }
     }
-    build(q, shards, &all)
+    let notes = |row: usize, idx: usize| ledgers[origin[row]].notes(&all[row], idx);
+    build(q, shards, &all, &notes)
+}
+
+/// Reads the note of rating `idx` of row `row` (an index into the rows).
+pub type Notes<'a> = dyn Fn(usize, usize) -> Option<String> + 'a;
+
+/// The `n` worst of `candidates` (rating, when, row, rating index) with a
+/// note: the lowest rating first, the newest of equal ratings first.
+pub(super) fn worst(
+    mut candidates: Vec<(u8, DateTime<Utc>, usize, usize)>,
+    n: usize,
+    all: &[Row],
+    notes: &Notes,
+) -> Vec<Note> {
+    candidates.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+    candidates
+        .into_iter()
+        .filter_map(|(rating, at, row, idx)| {
+            let s = &all[row];
+            Some(Note {
+                rating,
+                notes: notes(row, idx)?,
+                email: s.email.clone(),
+                tick_id: s.tick_id.clone(),
+                at,
+            })
+        })
+        .take(n)
+        .collect()
 }
 
 /// The weeks of the window, oldest first, the last one ending at `until`.
@@ -258,8 +297,9 @@ fn week_of(weeks: &[Week], t: DateTime<Utc>) -> Option<usize> {
     weeks.iter().position(|w| t >= w.start && t < w.end)
 }
 
-/// Aggregates `all` (already filtered to the window).
-pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
+/// Aggregates `all` (already filtered to the window); `notes` reads the
+/// few notes the report shows.
+pub fn build(q: &Query, shards: Vec<Shard>, all: &[Row], notes: &Notes) -> Report {
     let weeks = weeks(q);
     let total_calls: usize = all.iter().map(|s| s.calls.len()).sum();
 
@@ -267,7 +307,8 @@ pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
     struct Acc {
         ratings: Vec<f64>,
         weekly: Vec<Vec<f64>>,
-        notes: Vec<Note>,
+        /// Ratings with a note: (rating, when, row, rating index).
+        notes: Vec<(u8, DateTime<Utc>, usize, usize)>,
         calls: usize,
         errors: usize,
         by_class: BTreeMap<ErrorClass, usize>,
@@ -275,12 +316,18 @@ pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
         tokens: f64,
         cost: f64,
     }
+    fn entry<'a>(acc: &'a mut BTreeMap<String, Acc>, module: &str) -> &'a mut Acc {
+        if !acc.contains_key(module) {
+            acc.insert(module.to_string(), Acc::default());
+        }
+        acc.get_mut(module).expect("just inserted")
+    }
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
-    for s in all {
+    for (row, s) in all.iter().enumerate() {
         let week = week_of(&weeks, s.started_at);
         let n = s.calls.len();
         for c in &s.calls {
-            let a = acc.entry(c.module().to_string()).or_default();
+            let a = entry(&mut acc, c.module());
             a.calls += 1;
             if !c.ok {
                 a.errors += 1;
@@ -294,8 +341,8 @@ pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
             a.tokens += s.tokens.total() as f64 / n as f64;
             a.cost += s.cost_usd.unwrap_or(0.0) / n as f64;
         }
-        for r in &s.ratings {
-            let a = acc.entry(r.module.clone()).or_default();
+        for (idx, r) in s.ratings.iter().enumerate() {
+            let a = entry(&mut acc, &r.module);
             a.ratings.push(r.rating as f64);
             if let Some(w) = week {
                 if a.weekly.len() < weeks.len() {
@@ -303,14 +350,8 @@ pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
                 }
                 a.weekly[w].push(r.rating as f64);
             }
-            if let Some(notes) = &r.notes {
-                a.notes.push(Note {
-                    rating: r.rating,
-                    notes: notes.clone(),
-                    email: s.email.clone(),
-                    tick_id: s.tick_id.clone(),
-                    at: s.started_at,
-                });
+            if r.notes != NoteText::None {
+                a.notes.push((r.rating, s.started_at, row, idx));
             }
         }
     }
@@ -320,14 +361,10 @@ pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
         .filter(|(m, _)| !m.starts_with("__"))
         .map(|(module, mut a)| {
             a.weekly.resize(weeks.len(), Vec::new());
-            // Worst first; the newest of equal ratings first.
-            a.notes
-                .sort_by(|x, y| x.rating.cmp(&y.rating).then(y.at.cmp(&x.at)));
-            a.notes.truncate(WORST_NOTES);
             ModuleReport {
                 ratings: RatingStat::of(&a.ratings),
                 weekly: a.weekly.iter().map(|w| RatingStat::of(w)).collect(),
-                worst_notes: a.notes,
+                worst_notes: worst(a.notes, WORST_NOTES, all, notes),
                 tool_calls: a.calls,
                 share_of_calls: if total_calls == 0 {
                     0.0
@@ -364,7 +401,7 @@ pub fn build(q: &Query, shards: Vec<Shard>, all: &[Summary]) -> Report {
         persona: q.persona.clone(),
         archetype: q.archetype.clone(),
         shards,
-        trends: trends::find(&weeks, &modules, all),
+        trends: trends::find(&weeks, &modules, all, notes),
         mix: mix(all),
         health: health(all),
         weeks,
@@ -399,27 +436,38 @@ fn rounded(m: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
 type Weights = BTreeMap<String, f64>;
 
 /// Module-mix adherence: the catalog's weights against the calls made.
-pub fn mix(all: &[Summary]) -> Mix {
-    let with_tools: BTreeSet<String> = all
-        .iter()
-        .flat_map(|s| s.calls.iter().map(|c| c.module().to_string()))
-        .collect();
-    // The newest summary's mix is the persona's current target.
-    let mut per: BTreeMap<String, (String, Weights, Weights)> = BTreeMap::new();
+pub fn mix(all: &[Row]) -> Mix {
+    // Inserted one by one: collecting would sort every call's module first.
+    let mut modules: BTreeSet<&str> = BTreeSet::new();
+    for c in all.iter().flat_map(|s| &s.calls) {
+        modules.insert(c.module());
+    }
+    let with_tools: BTreeSet<String> = modules.into_iter().map(str::to_string).collect();
+    // The newest summary's mix is the persona's current target (parsed once,
+    // for the newest only).
+    let mut per: BTreeMap<&str, (&str, &str, BTreeMap<&str, f64>)> = BTreeMap::new();
     for s in all {
-        let e = per
-            .entry(s.email.clone())
-            .or_insert_with(|| (String::new(), BTreeMap::new(), BTreeMap::new()));
-        if !s.module_mix.is_empty() {
-            e.1 = s.module_mix.clone();
+        let e = per.entry(s.email.as_str()).or_default();
+        if !s.module_mix.is_empty() && s.module_mix != "{}" {
+            e.1 = &s.module_mix;
         }
         if !s.archetype.is_empty() {
-            e.0 = s.archetype.clone();
+            e.0 = &s.archetype;
         }
         for c in &s.calls {
-            *e.2.entry(c.module().to_string()).or_default() += 1.0;
+            *e.2.entry(c.module()).or_default() += 1.0;
         }
     }
+    let per = per
+        .into_iter()
+        .map(|(email, (archetype, weights, counts))| {
+            let weights: Weights = serde_json::from_str(weights).unwrap_or_default();
+            let counts: Weights = counts
+                .into_iter()
+                .map(|(m, c)| (m.to_string(), c))
+                .collect();
+            (email.to_string(), (archetype.to_string(), weights, counts))
+        });
     let mut personas = Vec::new();
     let mut overall_target: BTreeMap<String, f64> = BTreeMap::new();
     let mut overall_actual: BTreeMap<String, f64> = BTreeMap::new();
@@ -474,12 +522,12 @@ pub fn mix(all: &[Summary]) -> Mix {
 }
 
 /// Persona-ticks by outcome and stage, tokens, cost, retries, waits.
-pub fn health(all: &[Summary]) -> Health {
+pub fn health(all: &[Row]) -> Health {
     let mut h = Health {
         persona_ticks: all.len(),
         ..Health::default()
     };
-    let mut days: HashSet<(String, chrono::NaiveDate)> = HashSet::new();
+    let mut days: HashSet<(&str, chrono::NaiveDate)> = HashSet::new();
     let mut unpriced: BTreeSet<String> = BTreeSet::new();
     for s in all {
         *h.by_outcome.entry(s.outcome.clone()).or_default() += 1;
@@ -488,7 +536,7 @@ pub fn health(all: &[Summary]) -> Health {
                 .entry(st.as_str().to_string())
                 .or_default() += 1;
         }
-        days.insert((s.email.clone(), s.started_at.date_naive()));
+        days.insert((&s.email, s.started_at.date_naive()));
         h.tokens.add(s.tokens);
         match s.cost_usd {
             Some(c) => h.cost_usd += c,

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{ModuleReport, Note, Week};
+use super::model::{ModuleReport, Note, Notes, Week, worst};
 use super::stats::round;
-use crate::state::summary::Summary;
+use crate::state::summary::rows::{NoteText, Row};
 
 pub const MIN_RATINGS: usize = 3;
 pub const MIN_CALLS: usize = 5;
@@ -147,8 +147,8 @@ fn week_of(weeks: &[Week], t: chrono::DateTime<chrono::Utc>) -> Option<usize> {
     weeks.iter().position(|w| t >= w.start && t < w.end)
 }
 
-/// Finds the flagged modules and tools.
-pub fn find(weeks: &[Week], modules: &[ModuleReport], all: &[Summary]) -> Trends {
+/// Finds the flagged modules and tools; `notes` reads the example notes.
+pub fn find(weeks: &[Week], modules: &[ModuleReport], all: &[Row], notes: &Notes) -> Trends {
     if weeks.is_empty() {
         return Trends::default();
     }
@@ -161,27 +161,19 @@ pub fn find(weeks: &[Week], modules: &[ModuleReport], all: &[Summary]) -> Trends
             .collect();
         if let Some(mut f) = judge(&m.module, weeks, &sums, MIN_RATINGS, true) {
             let last = weeks.len() - 1;
-            let mut notes: Vec<Note> = all
+            let candidates = all
                 .iter()
-                .filter(|s| week_of(weeks, s.started_at) == Some(last))
-                .flat_map(|s| {
+                .enumerate()
+                .filter(|(_, s)| week_of(weeks, s.started_at) == Some(last))
+                .flat_map(|(row, s)| {
                     s.ratings
                         .iter()
-                        .filter(|r| r.module == m.module)
-                        .filter_map(move |r| {
-                            Some(Note {
-                                rating: r.rating,
-                                notes: r.notes.clone()?,
-                                email: s.email.clone(),
-                                tick_id: s.tick_id.clone(),
-                                at: s.started_at,
-                            })
-                        })
+                        .enumerate()
+                        .filter(|(_, r)| *r.module == *m.module && r.notes != NoteText::None)
+                        .map(move |(idx, r)| (r.rating, s.started_at, row, idx))
                 })
                 .collect();
-            notes.sort_by(|a, b| a.rating.cmp(&b.rating).then(b.at.cmp(&a.at)));
-            notes.truncate(3);
-            f.example_notes = notes;
+            f.example_notes = worst(candidates, 3, all, notes);
             out.modules.push(f);
         }
     }
@@ -193,7 +185,7 @@ pub fn find(weeks: &[Week], modules: &[ModuleReport], all: &[Summary]) -> Trends
         };
         for c in &s.calls {
             let v = tools
-                .entry(c.tool.as_str())
+                .entry(&*c.tool)
                 .or_insert_with(|| vec![(0.0, 0); weeks.len()]);
             v[w].0 += if c.ok { 0.0 } else { 1.0 };
             v[w].1 += 1;
