@@ -18,7 +18,7 @@ use common::Seed;
 use mana_personas::state::State;
 use mana_personas::state::summary::{CallSummary, Summary};
 use mana_sandbox::{DEV_SERVICE_KEY, Sandbox, SandboxOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A running daemon: its child process, its log lines (JSON), its address.
 struct Daemon {
@@ -500,6 +500,21 @@ async fn pause_and_resume_at_runtime() {
             stdout.contains(&format!("{}) is running", d.base)),
             "{stdout}"
         );
+        // The same as JSON: the daemon answered and took it.
+        let out = command(&url, &home, &[], &["resume", "--json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).expect("resume --json");
+        assert_eq!(
+            (
+                &v["daemonAnswered"],
+                &v["daemonPaused"],
+                &v["took"],
+                &v["url"]
+            ),
+            (&json!(true), &json!(false), &json!(true), &json!(d.base)),
+            "{v}"
+        );
         d.wait_for("a tick after resume", Duration::from_secs(20), || {
             !d.health()["lastTick"].is_null()
         });
@@ -881,6 +896,35 @@ fn pause_without_a_daemon_says_what_happened_to_the_switch() {
         )),
         "{stdout}"
     );
+}
+
+/// `pause --json` / `resume --json`: stdout is one JSON object saying what
+/// was set, how, and what the daemon said; the lines go to stderr.
+#[test]
+fn pause_and_resume_report_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    for (cmd, switch) in [("pause", "paused"), ("resume", "running")] {
+        let out = command("http://127.0.0.1:1", home, &[], &[cmd, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+        assert_eq!(v["switch"], switch);
+        assert_eq!(v["setVia"], "file");
+        assert_eq!(
+            v["file"],
+            home.join("state").join("pause").display().to_string()
+        );
+        assert_eq!(v["daemonAnswered"], false);
+        assert_eq!(v["took"], false);
+        assert!(v["daemonPaused"].is_null(), "{v}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("switch set to {switch}")),
+            "{stderr}"
+        );
+    }
 }
 
 /// `/report.json` and `/report` serve the daemon's own ledger live, with the

@@ -186,6 +186,7 @@ impl Command {
             Command::Trace(a) => a.json,
             Command::Report(a) => a.format == crate::report::Format::Json && a.out.is_none(),
             Command::Outbox(c) => c.json(),
+            Command::Pause(a) | Command::Resume(a) => a.json,
             Command::Conformance(a) => a.json,
             #[cfg(feature = "sandbox")]
             Command::Demo(a) => a.json,

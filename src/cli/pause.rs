@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use clap::Args;
 use secrecy::ExposeSecret;
+use serde::Serialize;
 
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs};
 use crate::config::{Config, Need};
 use crate::daemon::address;
-use crate::daemon::http::SERVICE_KEY_HEADER;
 use crate::daemon::pause::{self, Switch};
 use crate::http::HttpError;
 
@@ -23,6 +23,40 @@ pub struct PauseArgs {
     /// The daemon's address (default: the configured `listen`).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Print what happened as one JSON object (the lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `pause`/`resume` did, for `--json`: the switch, how it was set, and
+/// what the daemon said.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Outcome {
+    /// `paused` or `running`: what was asked.
+    switch: &'static str,
+    /// `file` (the state directory's switch) or `control` (the daemon's
+    /// loopback endpoint, when the file could not be written).
+    set_via: &'static str,
+    file: String,
+    /// Which daemon was asked, in words, and its address.
+    daemon: String,
+    url: String,
+    /// Whether it answered `/health`, and what it reported.
+    daemon_answered: bool,
+    daemon_paused: Option<bool>,
+    /// The daemon reports the state asked for.
+    took: bool,
+}
+
+/// The command's lines: stdout normally, stderr under `--json` (where stdout
+/// carries only the JSON object).
+fn say(json: bool, line: &str) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
 }
 
 pub async fn run(g: &GlobalArgs, a: PauseArgs, switch: Switch) -> anyhow::Result<u8> {
@@ -51,48 +85,75 @@ pub async fn run(g: &GlobalArgs, a: PauseArgs, switch: Switch) -> anyhow::Result
         ),
     };
     let http = crate::http::client(Duration::from_secs(2), Duration::from_secs(5));
+    let mut out = Outcome {
+        switch: word,
+        set_via: "file",
+        file: file.display().to_string(),
+        daemon: which.clone(),
+        url: base.clone(),
+        daemon_answered: false,
+        daemon_paused: None,
+        took: false,
+    };
     match pause::write(&file, switch, "mana-personas CLI") {
-        Ok(()) => println!("switch set to {word} in {}", file.display()),
+        Ok(()) => say(
+            a.json,
+            &format!("switch set to {word} in {}", file.display()),
+        ),
         Err(e) => {
             eprintln!(
                 "cannot write {}: {e}; asking {which} instead",
                 file.display()
             );
             control(&http, &base, &cfg, switch).await?;
+            out.set_via = "control";
         }
     }
     // Did the daemon take it? It reads the switch every second.
+    let mut code = EXIT_FAILED;
     for _ in 0..30 {
         match daemon_paused(&http, &base).await {
             Some(paused) if paused == want => {
-                println!("{which} is {word}");
-                return Ok(EXIT_OK);
+                (out.daemon_answered, out.daemon_paused, out.took) = (true, Some(paused), true);
+                say(a.json, &format!("{which} is {word}"));
+                code = EXIT_OK;
+                break;
             }
-            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Some(paused) => {
+                (out.daemon_answered, out.daemon_paused) = (true, Some(paused));
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             None => {
-                match (&a.listen, &recorded) {
-                    (None, None) => println!(
+                let line = match (&a.listen, &recorded) {
+                    (None, None) => format!(
                         "no daemon has recorded an address in {} and none answers at {}; \
                          the switch applies to the daemon of this state directory when it starts",
                         cfg.state_dir.display(),
                         cfg.listen
                     ),
-                    _ => println!(
+                    _ => format!(
                         "{which} does not answer; the switch in {} applies when the daemon of \
                          this state directory runs again",
                         cfg.state_dir.display()
                     ),
-                }
-                return Ok(EXIT_OK);
+                };
+                say(a.json, &line);
+                code = EXIT_OK;
+                break;
             }
         }
     }
-    eprintln!(
-        "{which} still reports paused = {}: does it use the state directory {}?",
-        !want,
-        cfg.state_dir.display()
-    );
-    Ok(EXIT_FAILED)
+    if code == EXIT_FAILED {
+        eprintln!(
+            "{which} still reports paused = {}: does it use the state directory {}?",
+            !want,
+            cfg.state_dir.display()
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&out).expect("serialisable"));
+    }
+    Ok(code)
 }
 
 async fn daemon_paused(http: &reqwest::Client, base: &str) -> Option<bool> {
@@ -122,9 +183,8 @@ async fn control(
         Switch::Running => "/control/resume",
     };
     let url = format!("{base}{path}");
-    let resp = http
-        .post(&url)
-        .header(SERVICE_KEY_HEADER, key.expose_secret())
+    // Sensitive, like every sender of the key (never in a Debug of the request).
+    let resp = crate::platform::internal::with_service_key(http.post(&url), key.expose_secret())
         .send()
         .await
         .map_err(|e| HttpError::from_reqwest("POST", &url, &e))?;

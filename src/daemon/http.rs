@@ -27,9 +27,9 @@ use super::scheduler::Command;
 use super::shared::Shared;
 use crate::platform::auth::SignInError;
 
-/// The header the control endpoints read, the same one the platform's
-/// internal endpoints use for the service key.
-pub const SERVICE_KEY_HEADER: &str = "x-service-key";
+/// The header the control endpoints read: the one the platform's internal
+/// endpoints use for the service key (defined once, with the client that sends it).
+pub use crate::platform::internal::SERVICE_KEY_HEADER;
 
 #[derive(Clone)]
 struct App {
