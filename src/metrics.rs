@@ -34,6 +34,11 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ToolLabels {
     tool: String,
     outcome: &'static str,
@@ -72,6 +77,7 @@ pub struct Metrics {
     ticks_skipped: Family<Reason, Counter>,
     ticks_failed: Counter,
     persona_runs: Family<OutcomeLabel, Counter>,
+    persona_failures: Family<StageLabel, Counter>,
     tool_calls: Family<ToolLabels, Counter>,
     tool_call_duration: Histogram,
     llm_requests: Family<LlmLabels, Counter>,
@@ -106,6 +112,7 @@ impl Metrics {
             ticks_skipped: Family::default(),
             ticks_failed: Counter::default(),
             persona_runs: Family::default(),
+            persona_failures: Family::default(),
             tool_calls: Family::default(),
             // 5 ms … ~80 s: MCP tool calls are usually fast, a slow one is news.
             tool_call_duration: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
@@ -137,6 +144,11 @@ impl Metrics {
             "persona_runs",
             "Persona ticks by outcome (ok, zero_actions, failed)",
             m.persona_runs.clone(),
+        );
+        r.register(
+            "persona_failures",
+            "Failed persona ticks by the stage they stopped at (sign_in, spaces, mcp, tool_names, llm, rating, delivery)",
+            m.persona_failures.clone(),
         );
         r.register(
             "tool_calls",
@@ -238,6 +250,12 @@ impl Metrics {
             .inc();
     }
 
+    pub fn persona_failed(&self, stage: &'static str) {
+        self.persona_failures
+            .get_or_create(&StageLabel { stage })
+            .inc();
+    }
+
     pub fn tool_call(&self, tool: &str, ok: bool, took: Duration) {
         self.tool_calls
             .get_or_create(&ToolLabels {
@@ -321,6 +339,8 @@ mod tests {
         let m = Metrics::new();
         m.tick_started();
         m.tool_call("todo.create", true, Duration::from_millis(20));
+        m.persona_failed("sign_in");
+        m.persona_failed("sign_in");
         m.llm_request(
             "anthropic",
             "200".into(),
@@ -342,6 +362,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mana_personas_tool_call_duration_seconds_bucket"));
+        assert!(
+            text.contains(r#"mana_personas_persona_failures_total{stage="sign_in"} 2"#),
+            "{text}"
+        );
         assert!(text.contains(r#"mana_personas_retries_total{target="llm"} 2"#));
         assert!(text.contains(r#"mana_personas_llm_tokens_total{kind="input"} 10"#));
         assert!(text.contains("mana_personas_last_successful_tick_timestamp_seconds"));

@@ -131,6 +131,8 @@ async fn failing_persona_exits_1() {
     let s = summary_of(&o);
     assert_eq!(s["ok"], 1);
     assert_eq!(s["failed"][0]["persona"], "cli.p0@mana.test");
+    // The failure keeps where it stopped (issue 12): a refused login.
+    assert_eq!(s["failed"][0]["stage"], "sign_in", "{s}");
     assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
 }
 

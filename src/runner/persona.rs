@@ -30,6 +30,7 @@ use crate::platform::internal::{ActionResult, ActionRow, DuePersona, FeedbackRow
 use crate::state::StateError;
 use crate::state::journal::{JournalTick, in_flight_row};
 use crate::state::memory::Outcome;
+use crate::state::summary::Stage;
 
 /// How a persona tick ended, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,6 +100,11 @@ pub struct PersonaReport {
     pub tick_id: String,
     pub outcome: RunOutcome,
     pub error: Option<String>,
+    /// Where a failed tick stopped (sign-in, spaces, MCP, tool names, LLM,
+    /// rating, delivery): counted by stage in the metrics, carried by the
+    /// `persona run` event, `--json` and the ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
     pub actions: usize,
     pub action_errors: usize,
     pub modules: Vec<String>,
@@ -334,12 +340,13 @@ pub async fn run(
         .iter()
         .map(|a| module_of(&a.tool_name).to_string())
         .collect();
-    let report = work.with(|w| PersonaReport {
+    let mut report = work.with(|w| PersonaReport {
         email: p.email.clone(),
         user_id: p.user_id.clone(),
         tick_id: tick_id.to_string(),
         outcome,
         error,
+        stage: None,
         actions: actions.len(),
         action_errors: actions
             .iter()
@@ -353,6 +360,7 @@ pub async fn run(
         warnings: w.warnings.clone(),
         waits: w.waits.report(),
     });
+    report.stage = super::summary::stage_of(&report, &work.with(|w| w.stage.clone()));
     let transcript = work.with(|w| {
         json!({
             "tickId": tick_id, "email": p.email, "userId": p.user_id,
@@ -362,8 +370,7 @@ pub async fn run(
         })
     });
     let outcome_str = report.outcome.as_str();
-    let stage = work.with(|w| w.stage.clone());
-    let summary = super::summary::build(r, p, &report, &stage, started_at, finished, &transcript);
+    let summary = super::summary::build(r, p, &report, started_at, finished, &transcript);
     // One trip off the runtime for both; the transcript moves, not copied.
     let (id, email, tick) = (p.user_id.clone(), p.email.clone(), tick_id.to_string());
     let written = r

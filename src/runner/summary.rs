@@ -43,7 +43,6 @@ pub fn build(
     r: &Runner,
     p: &DuePersona,
     report: &PersonaReport,
-    stage_label: &str,
     started_at: DateTime<Utc>,
     finished: DateTime<Utc>,
     transcript: &Value,
@@ -52,7 +51,7 @@ pub fn build(
     let extra = Extra {
         archetype: p.archetype.clone(),
         module_mix: p.module_mix.clone(),
-        stage: stage_of(report, stage_label),
+        stage: report.stage,
         cost_usd: r.settings.prices.cost(&model, report.tokens),
         model: Some(model),
         classes: Default::default(),

@@ -78,6 +78,9 @@ pub struct TickOptions {
 pub struct Failure {
     pub persona: String,
     pub error: String,
+    /// Where it stopped (`sign_in`, `spaces`, `mcp`, `tool_names`, `llm`,
+    /// `rating`, `delivery`).
+    pub stage: Option<crate::state::summary::Stage>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -429,6 +432,9 @@ pub async fn run_once(
                 .await;
             r.metrics.persona_ended();
             r.metrics.persona_run(report.outcome.as_str());
+            if let Some(stage) = report.stage {
+                r.metrics.persona_failed(stage.as_str());
+            }
             log_run(&report);
             on_done(&report);
             Some(report)
@@ -444,6 +450,7 @@ pub async fn run_once(
             RunOutcome::Ok | RunOutcome::ZeroActions => summary.ok += 1,
             RunOutcome::Failed => summary.failed.push(Failure {
                 persona: rep.email.clone(),
+                stage: rep.stage,
                 error: rep.error.clone().unwrap_or_else(|| "unknown error".into()),
             }),
         }
@@ -474,6 +481,7 @@ fn log_run(rep: &PersonaReport) {
         actions = rep.actions, action_errors = rep.action_errors, ratings = rep.ratings,
         tokens_in = t.input, tokens_out = t.output, cache_read = t.cache_read, cache_write = t.cache_write,
         duration_ms = rep.duration_ms, delivery, error = rep.error.as_deref().unwrap_or(""),
+        stage = rep.stage.map_or("", |s| s.as_str()),
         "persona run"
     );
 }
