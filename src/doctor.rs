@@ -19,7 +19,8 @@ use crate::http::{HttpError, RetryPolicy};
 use crate::llm::{ChatRequest, LlmError, Message};
 use crate::mcp::{McpError, McpSession};
 use crate::platform::auth::{AuthError, Session};
-use crate::platform::{clients, jwt};
+use crate::platform::jwt;
+use crate::runner::clients;
 use crate::runner::tool_policy::ToolPolicy;
 
 /// How a step ended.

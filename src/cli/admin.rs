@@ -11,7 +11,7 @@ use super::seed::{admin_jwt, with_flag_file};
 use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, UsageError};
 use crate::http::HttpError;
 use crate::platform::admin::{AdminClient, EXPIRED_JWT_HINT, PersonaSummary, is_jwt_refused};
-use crate::platform::clients;
+use crate::runner::clients;
 
 /// Options every admin command shares.
 #[derive(Debug, Args)]

@@ -120,7 +120,7 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> anyhow::Result<u8> {
     })?;
 
     // Seed through the real admin endpoint.
-    let admin = crate::platform::clients::admin(&cfg, None)?;
+    let admin = crate::runner::clients::admin(&cfg, None)?;
     for p in &catalog.personas {
         let pw = crate::password::derive(&cfg.seed_secret, &p.email, false)?;
         admin

@@ -7,7 +7,7 @@ use clap::Args;
 use super::{EXIT_OK, GlobalArgs};
 use crate::config::Need;
 use crate::platform::auth::SpacesBearer;
-use crate::platform::clients;
+use crate::runner::clients;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {

@@ -230,7 +230,7 @@ async fn retry(cfg: &crate::config::Config, a: RetryArgs) -> anyhow::Result<u8> 
         }
         Err(e) => return Err(e.into()),
     };
-    let internal = crate::platform::clients::internal(cfg)?;
+    let internal = crate::runner::clients::internal(cfg)?;
     let metrics = crate::metrics::Metrics::new();
     let post = crate::runner::delivery::Poster {
         internal: &internal,

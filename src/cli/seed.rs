@@ -15,7 +15,7 @@ use super::{EXIT_FAILED, EXIT_OK, GlobalArgs, LogFormat, UsageError};
 use crate::config::{Need, read_secret_file};
 use crate::http::join;
 use crate::platform::admin::{AdminClient, EXPIRED_JWT_HINT, UpsertPersona, is_jwt_refused};
-use crate::platform::clients;
+use crate::runner::clients;
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {

@@ -65,7 +65,7 @@ async fn forced_personas(
     cfg: &crate::config::Config,
     emails: &[String],
 ) -> anyhow::Result<Vec<DuePersona>> {
-    let admin = crate::platform::clients::admin(cfg, None).map_err(|e| {
+    let admin = crate::runner::clients::admin(cfg, None).map_err(|e| {
         e.context("--persona with --force runs personas that are not due, and reads their descriptors with the admin JWT")
     })?;
     let all = admin.list().await?;

@@ -8,7 +8,6 @@
 pub mod admin;
 pub mod auth;
 pub mod budget;
-pub mod clients;
 pub mod internal;
 pub mod jwt;
 

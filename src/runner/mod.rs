@@ -4,6 +4,7 @@
 //! [`delivery`] queues and posts the batches.
 
 pub mod batch;
+pub mod clients;
 pub mod delivery;
 mod link;
 pub mod persona;
@@ -27,7 +28,6 @@ use crate::llm::openai::{OpenAiClient, OpenAiConfig};
 use crate::mcp::McpConfig;
 use crate::metrics::Metrics;
 use crate::platform::auth::AuthClient;
-use crate::platform::clients;
 use crate::platform::internal::InternalClient;
 use crate::state::State;
 use prompts::Prompts;

@@ -1,6 +1,10 @@
 //! Builds the platform clients from the configuration: the one place that
 //! decides their timeouts, retry policy and credentials, for the commands and
 //! the runner alike.
+//!
+//! Here, in the runner (the composition root of a tick, which also builds
+//! the MCP and LLM clients), and not in `platform`: the clients know their
+//! wire, not where their settings come from.
 
 use std::time::Duration;
 
