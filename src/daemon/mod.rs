@@ -78,12 +78,8 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
         live.clone(),
         pause::path(&cfg.state_dir),
     ));
-    if let Ok(n) = runner.state.off_runtime(|s| s.pending_count()).await {
-        shared.metrics.set_outbox_pending(n);
-    }
-    if let Ok(n) = runner.state.dead_count() {
-        shared.metrics.set_outbox_dead(n);
-    }
+    // The outbox gauges from the start (off the runtime, like every state call).
+    crate::runner::tick::outbox_now(&runner).await;
     let stop = Shutdown::new();
     let notifier = Notifier::new(opts.systemd);
     let (tx, rx) = mpsc::channel(16);
