@@ -807,7 +807,12 @@ async fn health_turns_503_while_the_due_list_keeps_failing() {
         });
         let h = d.health();
         assert_eq!(h["status"], "failing", "{h}");
-        assert!(h["reason"].as_str().unwrap().contains("due list"), "{h}");
+        let reason = h["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("every tick has failed")
+                && reason.contains("cannot fetch the due personas"),
+            "{h}"
+        );
         assert!(
             h["lastTick"]["error"].as_str().unwrap().contains("503"),
             "{h}"

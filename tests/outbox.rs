@@ -367,7 +367,7 @@ async fn full_disk_and_outage(
 /// existing page and needs a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_keeps_the_rows_in_memory_and_delivers_them_later() {
-    let (sb, _home, r, uid) = full_disk_and_outage("full@mana.test").await;
+    let (sb, home, r, uid) = full_disk_and_outage("full@mana.test").await;
     let uid = &uid;
     let s = run_once(&r).await;
     let rep = &s.reports[0];
@@ -398,6 +398,12 @@ async fn a_full_disk_keeps_the_rows_in_memory_and_delivers_them_later() {
     assert_eq!(mana_personas::cli::tick::exit_code(&s), 0);
     assert_eq!(actions(&sb), 40);
     assert!(!common::feedback_of(&sb, uid).is_empty());
+    // Delivered from memory: no tool-call journal is left to post them again.
+    let journal: i64 = rusqlite::Connection::open(state_db(home.path()))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, 0);
 }
 
 /// Disk full plus an outage, then the disk is freed while the platform is
@@ -425,4 +431,63 @@ async fn rows_held_in_memory_go_back_to_the_outbox_once_the_disk_has_room() {
     assert_eq!(s.outbox_pending, 0, "{s:?}");
     assert_eq!(s.outbox_delivered, 2, "{s:?}");
     assert_eq!(common::actions_of(&sb, uid).len(), 40);
+}
+
+/// Disk full and the actions refused for good (400): with no outbox to keep
+/// them dead, the actions are logged whole and dropped — and their tick's
+/// feedback goes with them, never posted on its own (the drain of the
+/// in-memory batches walks a snapshot taken before the refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_full_disk_refused_actions_take_their_feedback_with_them() {
+    let (sb, _home, r, uid) = full_disk_and_outage("refused-full@mana.test").await;
+    sb.faults().clear();
+    sb.faults().push(Fault {
+        route: RouteGroup::Internal,
+        kind: status(400),
+        count: 10_000,
+        path_contains: Some("/actions".into()),
+    });
+    let s = run_once(&r).await;
+    let rep = &s.reports[0];
+    assert!(
+        matches!(&rep.delivery, Delivery::Refused(_)),
+        "{:?}",
+        rep.delivery
+    );
+    assert!(
+        common::feedback_of(&sb, &uid).is_empty(),
+        "feedback of refused actions reached the platform"
+    );
+    assert_eq!(r.unsaved.len(), 0, "nothing left in memory");
+}
+
+/// Rows held in memory need no database: while another process keeps
+/// state.db locked (a backup, a `sqlite3` shell), the tick fails naming the
+/// lock — and still posts them, instead of waiting for the lock to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_held_in_memory_are_posted_while_state_db_is_locked() {
+    let (sb, home, r, uid) = full_disk_and_outage("locked-full@mana.test").await;
+    let s = run_once(&r).await;
+    assert!(s.unsaved_batches >= 1, "{s:?}");
+    assert!(common::actions_of(&sb, &uid).is_empty());
+    sb.faults().clear();
+    let db = rusqlite::Connection::open(state_db(home.path())).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let res = mana_personas::runner::tick::run_once(
+        &r,
+        &Default::default(),
+        &mana_personas::shutdown::Shutdown::new(),
+        &|_| {},
+        &|_| {},
+    )
+    .await;
+    let e = res.expect_err("the tick cannot use a locked state.db");
+    assert!(e.to_string().contains("locked"), "{e}");
+    assert_eq!(
+        common::actions_of(&sb, &uid).len(),
+        40,
+        "posted from memory"
+    );
+    assert_eq!(r.unsaved.len(), 0);
+    db.execute_batch("ROLLBACK;").unwrap();
 }

@@ -101,9 +101,16 @@ async fn health(State(app): State<App>) -> Response {
         ));
     }
     if let Some(d) = failing {
+        // Said from the last failure itself: a rotated service key or a
+        // locked state.db fails ticks too, not only an unreachable due list.
+        let last = s
+            .last_tick()
+            .and_then(|t| t.error)
+            .unwrap_or_else(|| "unknown".into());
         body["reason"] = json!(format!(
-            "the due list could not be fetched for {} s (more than 3 intervals)",
-            d.as_secs()
+            "every tick has failed for {} s (more than 3 intervals); the last: {}",
+            d.as_secs(),
+            crate::redact::redact(&crate::http::cut(&last, 300))
         ));
     }
     let code = if failing.is_some() {
@@ -129,15 +136,22 @@ async fn outbox_counts(shared: &Arc<Shared>) -> (u64, u64, bool) {
     if shared.outbox_read.swap(true, Ordering::SeqCst) {
         return last(&shared.metrics);
     }
-    let sh = shared.clone();
+    /// Lets the next probe read again however this read ends: done,
+    /// panicked, or dropped unrun by a runtime shutting down.
+    struct ReadDone(Arc<Shared>);
+    impl Drop for ReadDone {
+        fn drop(&mut self) {
+            self.0.outbox_read.store(false, Ordering::SeqCst);
+        }
+    }
+    let done = ReadDone(shared.clone());
     let runner = shared.runner();
     let read = runner.state.off_runtime(move |s| {
         let n = s.pending_count().and_then(|p| Ok((p, s.dead_count()?)));
         if let Ok((pending, dead)) = n {
-            sh.metrics.set_outbox_pending(pending);
-            sh.metrics.set_outbox_dead(dead);
+            done.0.metrics.set_outbox_pending(pending);
+            done.0.metrics.set_outbox_dead(dead);
         }
-        sh.outbox_read.store(false, Ordering::SeqCst);
         n
     });
     match tokio::time::timeout(HEALTH_DB_WAIT, read).await {

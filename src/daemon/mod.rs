@@ -189,7 +189,7 @@ pub async fn run(cfg: Config, opts: DaemonOptions) -> anyhow::Result<u8> {
     if unsaved > 0 {
         tracing::error!(
             rows = unsaved,
-            "stopping with rows the outbox could not take (disk full) and the platform did not take: they existed in memory only and are lost now"
+            "stopping with rows the outbox could not take (disk full) and the platform did not take: they were held in memory only; the tool-call journal brings back the actions it could record at the next start, the rest (and the ratings) are lost"
         );
     }
     tracing::info!(outbox_pending = pending, "stopped");

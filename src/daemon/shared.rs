@@ -144,8 +144,9 @@ impl Shared {
         *self.last_tick.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
     }
 
-    /// Unhealthy: the due list could not be fetched for more than three
-    /// intervals (one failed fetch is a blip; three intervals is an outage).
+    /// Unhealthy: every tick failed (the due list could not be fetched, the
+    /// service key was refused, state.db stayed locked) for more than three
+    /// intervals (one failure is a blip; three intervals is an outage).
     pub fn due_failing_too_long(&self) -> Option<Duration> {
         let since = *self
             .due_failing_since

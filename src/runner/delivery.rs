@@ -32,8 +32,8 @@ use crate::metrics::Metrics;
 use crate::platform::internal::InternalClient;
 use crate::platform::internal::{ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow};
 use crate::shutdown::Shutdown;
-use crate::state::State;
 use crate::state::outbox::{self, ActionsState, Entry};
+use crate::state::{State, StateError};
 
 /// Where a tick's rows are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,6 +103,10 @@ pub struct DrainReport {
     pub refused: Vec<Undelivered>,
     /// The platform refused the service key: the drain stopped there.
     pub key_refused: Option<HttpError>,
+    /// The outbox could not be read: which personas have rows waiting is
+    /// unknown, so the tick must not run anyone (it could pay for a day
+    /// whose record cannot be delivered yet).
+    pub unreadable: Option<StateError>,
 }
 
 /// The service key was refused while posting a queued batch.
@@ -191,6 +195,7 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");
+                report.unreadable = Some(e);
                 return report;
             }
         },
@@ -390,6 +395,14 @@ impl Unsaved {
             .retain(|b| !(b.tick_id == tick_id && b.kind == kind));
     }
 
+    /// Whether the batch is still held (a refusal of its actions removes its
+    /// feedback too, while a drain walks its own snapshot).
+    fn contains(&self, tick_id: &str, kind: &str) -> bool {
+        self.lock()
+            .iter()
+            .any(|b| b.tick_id == tick_id && b.kind == kind)
+    }
+
     fn has_actions(&self, tick_id: &str) -> bool {
         self.lock()
             .iter()
@@ -464,6 +477,11 @@ pub async fn drain_unsaved(r: &Runner, persona: Option<&str>, stop: &Shutdown) -
             report.still_pending.push(undelivered(why));
             continue;
         }
+        // Gone since the snapshot: its actions were refused for good, and
+        // dead actions take their feedback with them.
+        if !r.unsaved.contains(&b.tick_id, b.kind) {
+            continue;
+        }
         if b.kind == "feedback" && r.unsaved.has_actions(&b.tick_id) {
             report
                 .still_pending
@@ -494,6 +512,14 @@ pub async fn drain_unsaved(r: &Runner, persona: Option<&str>, stop: &Shutdown) -
             r.unsaved.remove(&b.tick_id, b.kind);
             report.delivered += 1;
             tracing::info!(persona = %b.email, tick = %b.tick_id, kind = b.kind, rows = b.rows, "a batch kept in memory reached the platform");
+            if b.kind == "actions" {
+                // Its tool-call journal (if the disk took it) must not post
+                // these rows again at the next start.
+                let t = b.tick_id.clone();
+                if let Err(e) = r.state.off_runtime(move |s| s.journal_forget(&t)).await {
+                    tracing::warn!(persona = %b.email, error = %e, "cannot clear the tool-call journal; the next start posts the rows again (harmless: same ids)");
+                }
+            }
             continue;
         };
         match v {
@@ -637,15 +663,8 @@ pub async fn deliver(
                 "not delivered yet, retried at the next tick ({})",
                 u.error
             )),
-            None => {
-                // Posted from memory: the tool-call journal of this tick
-                // (if it could be written) must not post them again.
-                let t = tick_id.to_string();
-                if let Err(e) = r.state.off_runtime(move |s| s.journal_forget(&t)).await {
-                    tracing::warn!(persona = %p.email, error = %e, "cannot clear the tool-call journal; the next start posts the rows again (harmless: same ids)");
-                }
-                Delivery::Posted
-            }
+            // (drain_unsaved cleared the tick's tool-call journal)
+            None => Delivery::Posted,
         };
     }
     if !post_now {

@@ -158,11 +158,20 @@ pub(super) struct Inner {
 
 /// What the work produced so far; outlives the work's future.
 #[derive(Default)]
-pub(super) struct Work(Mutex<Inner>);
+pub(super) struct Work {
+    inner: Mutex<Inner>,
+    /// Each journal write holds a read guard until it has landed; the tick
+    /// takes the write guard before it queues its batches. A write whose
+    /// call was dropped (deadline, shutdown) keeps running on the blocking
+    /// pool: without this it could land *after* the enqueue cleared the
+    /// journal and bring back one row of a queued tick, which the next start
+    /// would post again under another index.
+    journal_writes: Arc<tokio::sync::RwLock<()>>,
+}
 
 impl Work {
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
     pub(super) fn stage(&self, s: impl Into<String>) {
         self.with(|w| w.stage = s.into());
@@ -263,6 +272,9 @@ pub async fn run(
             work.with(|w| w.waits.mcp += t0.elapsed());
         }
     }
+    // Every journal write of this tick has landed before its batches are
+    // queued (and the journal cleared with them).
+    drop(work.journal_writes.write().await);
     let (actions, feedback) = work.with(|w| {
         let actions: Vec<ActionRow> = w
             .slots
@@ -601,7 +613,10 @@ async fn call_tool(
     let hash = input_hash(&input);
     let slot = w.start_call(mcp_name, &hash);
     let entry = (tick.clone(), in_flight_row(&tick.tick_id, mcp_name, &hash));
-    journaled(r, move |s| s.journal_call(&entry.0, slot, &entry.1, false)).await;
+    journaled(r, w, move |s| {
+        s.journal_call(&entry.0, slot, &entry.1, false)
+    })
+    .await;
     let mut started = Instant::now();
     let (is_error, text) = match (r.settings.tools.refusal(mcp_name), &input) {
         (Some(why), _) => (
@@ -621,7 +636,7 @@ async fn call_tool(
                     Err(f) => {
                         w.void_call(slot);
                         let tick_id = tick.tick_id.clone();
-                        journaled(r, move |s| s.journal_void(&tick_id, slot)).await;
+                        journaled(r, w, move |s| s.journal_void(&tick_id, slot)).await;
                         return Err(f);
                     }
                 };
@@ -632,7 +647,7 @@ async fn call_tool(
                 {
                     w.void_call(slot);
                     let tick_id = tick.tick_id.clone();
-                    journaled(r, move |s| s.journal_void(&tick_id, slot)).await;
+                    journaled(r, w, move |s| s.journal_void(&tick_id, slot)).await;
                     return Err(format!(
                         "{e} — again on a new session right after signing in again; the platform refuses this persona's fresh JWT"
                     )
@@ -665,7 +680,10 @@ async fn call_tool(
         latency_ms: Some(latency),
     };
     let entry = (tick.clone(), row.clone());
-    journaled(r, move |s| s.journal_call(&entry.0, slot, &entry.1, true)).await;
+    journaled(r, w, move |s| {
+        s.journal_call(&entry.0, slot, &entry.1, true)
+    })
+    .await;
     w.finish_call(slot, row);
     w.log(json!({"event": "tool", "index": slot, "tool": mcp_name, "input": input, "ok": !is_error, "ms": latency, "result": cut_chars(&text, 2000)}));
     Ok(result(text, is_error))
@@ -676,8 +694,14 @@ async fn call_tool(
 /// tick's end; only a crash before then loses it.
 async fn journaled(
     r: &Runner,
+    w: &Work,
     write: impl FnOnce(&crate::state::State) -> Result<(), StateError> + Send + 'static,
 ) {
+    let landing = w.journal_writes.clone().read_owned().await;
+    let write = move |s: &crate::state::State| {
+        let _landing = landing;
+        write(s)
+    };
     if let Err(e) = r.state.off_runtime(write).await {
         tracing::warn!(error = %e, "cannot journal the tool call; a crash before the tick's end would lose its row");
     }

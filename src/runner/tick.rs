@@ -222,6 +222,11 @@ pub async fn run_once(
     // abort; a database another process keeps locked ends the tick here,
     // saying so, before anything is spent.
     if let Some(Err(e)) = state_until(r, stop, |s| s.writable()).await {
+        // Rows held in memory need no database to be posted: a locked or
+        // full state.db must not keep them from the platform.
+        if !r.unsaved.is_empty() {
+            delivery::drain_unsaved(r, None, stop).await;
+        }
         return Err(e.into());
     }
     let (ledger_days, summary_days) = (
@@ -247,7 +252,10 @@ pub async fn run_once(
     if !r.unsaved.is_empty() {
         delivery::persist_unsaved(r).await;
     }
-    let drained = delivery::drain_until(r, None, stop).await;
+    let mut drained = delivery::drain_until(r, None, stop).await;
+    if let Some(e) = drained.unreadable.take() {
+        return Err(e.into());
+    }
     let from_memory = if drained.key_refused.is_none() && !r.unsaved.is_empty() {
         delivery::drain_unsaved(r, None, stop).await
     } else {
@@ -387,14 +395,24 @@ pub async fn run_once(
     // Forced personas the due list did not have: run them all the same
     // (the operator named them and said --force).
     for p in &opts.forced {
-        if !run.iter().any(|q| q.user_id == p.user_id)
-            && !summary
+        if run.iter().any(|q| q.user_id == p.user_id)
+            || summary
                 .skipped
                 .iter()
                 .any(|s| s.persona.eq_ignore_ascii_case(&p.email))
         {
-            run.push(p.clone());
+            continue;
         }
+        // --force overrides the due list and run memory, never the rules
+        // that keep rows whole: a persona with undelivered rows waits.
+        if blocked.contains(p.user_id.as_str()) || r.unsaved.holds(&p.user_id) {
+            summary.skipped.push(Skipped {
+                persona: p.email.clone(),
+                reason: "rows of an earlier tick are still waiting in the outbox".into(),
+            });
+            continue;
+        }
+        run.push(p.clone());
     }
     for wanted in &opts.personas {
         if !summary
