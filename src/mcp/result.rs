@@ -56,11 +56,7 @@ fn describe_item(item: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("application/octet-stream");
     match kind {
-        "text" => item
-            .get("text")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        "text" => compact_json(item.get("text").and_then(Value::as_str).unwrap_or_default()),
         "image" | "audio" => {
             let data = item.get("data").and_then(Value::as_str).unwrap_or_default();
             format!("[{kind} {mime}, {} bytes]", base64_decoded_len(data))
@@ -86,6 +82,24 @@ fn describe_item(item: &Value) -> String {
         }
         other => format!("[{other} content]"),
     }
+}
+
+/// A text item that is pretty-printed JSON (mana-mcp answers with
+/// `JSON.stringify(x, null, 2)`), compacted; any other text as it is.
+///
+/// Why: a tool result stays in the conversation and is read again from the
+/// prompt cache on every later turn, so its indentation is paid for on every
+/// turn; the model reads compact JSON as well as indented. Same keys in the
+/// same order (serde_json's `preserve_order`), same values.
+fn compact_json(text: &str) -> String {
+    let t = text.trim_start();
+    if (t.starts_with('{') || t.starts_with('['))
+        && text.contains('\n')
+        && let Ok(v) = serde_json::from_str::<Value>(text)
+    {
+        return v.to_string();
+    }
+    text.to_string()
 }
 
 /// Byte length a base64 string decodes to, without decoding it.
@@ -129,6 +143,21 @@ mod tests {
         let o = outcome_from_result(&r, 1000);
         assert_eq!(o.text, "a\n[image image/png, 3 bytes]\nb");
         assert!(!o.is_error && !o.truncated);
+    }
+
+    #[test]
+    fn pretty_printed_json_reaches_the_model_compact_and_other_text_as_is() {
+        let pretty = "{\n  \"spaces\": [\n    {\n      \"id\": \"s1\",\n      \"name\": \"Änna\"\n    }\n  ],\n  \"n\": 1.5\n}";
+        let o = outcome_from_result(&json!({"content":[{"type":"text","text":pretty}]}), 1000);
+        assert_eq!(o.text, r#"{"spaces":[{"id":"s1","name":"Änna"}],"n":1.5}"#);
+        for plain in [
+            "Tool todo.create failed: title required",
+            "{not json\n}",
+            "[1, 2]",
+        ] {
+            let o = outcome_from_result(&json!({"content":[{"type":"text","text":plain}]}), 1000);
+            assert_eq!(o.text, plain);
+        }
     }
 
     #[test]
