@@ -105,27 +105,38 @@ async fn mcp_posts_before_first_call(
     mcp_posts(sb) - before
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_401_from_mcp_mid_tick_signs_in_again_once_and_repeats_the_call() {
+/// A persona of two tool calls whose first `tools/call` is answered 401
+/// `times` times in a row, as an expired JWT is: the sandbox, its directory,
+/// the runner, the persona's user id and the MCP requests before that call.
+async fn first_call_refused(
+    email: &str,
+    times: u32,
+) -> (Sandbox, tempfile::TempDir, Runner, String, u64) {
     let sb = sandbox(SandboxOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = tick::config(&sb.url(), dir.path(), &[]);
     let r = tick::runner(&cfg);
     let k = mcp_posts_before_first_call(&sb, &r, &cfg).await;
-    let email = "refused.once@mana.test";
     let ids = tick::seed(&cfg, &[Seed::daily(email, "[sandbox:tools=2]")]).await;
-    // The persona's first tools/call is answered 401, as an expired JWT is.
     sb.faults().push(Fault {
         route: RouteGroup::Mcp,
         kind: FaultKind::Delay { ms: 0 },
         count: k as u32,
         path_contains: None,
     });
-    sb.faults().fail(RouteGroup::Mcp, 401, 1);
+    sb.faults().fail(RouteGroup::Mcp, 401, times);
+    let uid = ids[email].clone();
+    (sb, dir, r, uid, k)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_from_mcp_mid_tick_signs_in_again_once_and_repeats_the_call() {
+    let email = "refused.once@mana.test";
+    let (sb, _dir, r, uid, k) = first_call_refused(email, 1).await;
     let s = run_once(&r).await;
     assert_eq!((s.ran, s.ok), (1, 1), "{:?}", s.failed);
     assert_eq!(sb.faults().injected(), k + 1, "the 401 was served");
-    let rows = actions_of(&sb, &ids[email]);
+    let rows = actions_of(&sb, &uid);
     assert_eq!(
         rows.len(),
         2,
@@ -138,28 +149,13 @@ async fn a_401_from_mcp_mid_tick_signs_in_again_once_and_repeats_the_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_401_after_signing_in_again_fails_the_persona_with_the_reason() {
-    let sb = sandbox(SandboxOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = tick::config(&sb.url(), dir.path(), &[]);
-    let r = tick::runner(&cfg);
-    let k = mcp_posts_before_first_call(&sb, &r, &cfg).await;
     let email = "refused.twice@mana.test";
-    let ids = tick::seed(&cfg, &[Seed::daily(email, "[sandbox:tools=2]")]).await;
-    sb.faults().push(Fault {
-        route: RouteGroup::Mcp,
-        kind: FaultKind::Delay { ms: 0 },
-        count: k as u32,
-        path_contains: None,
-    });
-    sb.faults().fail(RouteGroup::Mcp, 401, 2);
+    let (sb, _dir, r, uid, _) = first_call_refused(email, 2).await;
     let s = run_once(&r).await;
     assert_eq!(s.failed.len(), 1, "{s:?}");
     let e = &s.failed[0].error;
     assert!(e.contains("401") && e.contains("signing in again"), "{e}");
-    assert!(
-        actions_of(&sb, &ids[email]).is_empty(),
-        "a 401 is never a row"
-    );
+    assert!(actions_of(&sb, &uid).is_empty(), "a 401 is never a row");
     assert_eq!(sb.db().login_attempts(email), 2, "exactly one renewal");
     sb.shutdown().await;
 }
