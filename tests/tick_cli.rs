@@ -638,7 +638,8 @@ async fn sigterm_while_stuck_in(sb: &Sandbox, mut c: Command, needle: &str) -> (
 }
 
 /// Issue 11.8: SIGTERM reaches every await of `tick --once` — the start-up
-/// drain of the outbox and the due fetch — against a platform that hangs:
+/// drain of the outbox, the due fetch and a persona's delivery — against a
+/// platform that hangs:
 /// the exit comes at once (tick --once has no grace), exit 1, and the queued
 /// batch stays queued for the next run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,6 +704,30 @@ async fn sigterm_stops_a_tick_stuck_in_its_drain_or_due_fetch() {
     assert_eq!(summary_of(&out)["interrupted"], true);
     env.sb.faults().clear();
     assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
+
+    // The platform hangs on the persona's own delivery, right after its day
+    // (the outbox is empty, the due list answers): the POST is given up at
+    // once too, and the batch stays queued for the next run.
+    env.sb.faults().push(hang("/actions"));
+    let (took, out) = sigterm_while_stuck_in(
+        &env.sb,
+        tick_cmd(
+            &url,
+            env.home.path(),
+            &[("MANA_ADMIN_JWT", mana_sandbox::DEV_ADMIN_JWT)],
+            &["--json", "--persona", "cli.p0@mana.test", "--force"],
+        ),
+        "/actions",
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(5),
+        "delivery: exit took {took:?}"
+    );
+    let s = summary_of(&out);
+    assert_eq!(s["ran"], 1, "{s}");
+    assert!(s["outboxPending"].as_u64().unwrap() >= 1, "{s}");
+    env.sb.faults().clear();
 }
 
 /// Issue 11.14: a due entry whose userId is a path (`../admin/<id>`) is

@@ -599,8 +599,12 @@ pub async fn deliver(
     tick_id: &str,
     actions: &[ActionRow],
     feedback: &[FeedbackRow],
-    post_now: bool,
+    stop: &Shutdown,
 ) -> Delivery {
+    // After an abort the process is about to exit: queue only, so the stop
+    // is not held up by posting; the next start posts the rows. A POST
+    // under way when the abort comes is given up (the batch stays queued).
+    let post_now = !stop.is_aborted();
     let a = ActionsBatch {
         actions: actions.to_vec(),
     };
@@ -654,7 +658,7 @@ pub async fn deliver(
         if !post_now {
             return unsaved("runner shutting down before they were posted");
         }
-        let report = drain_unsaved(r, Some(&p.user_id), &Shutdown::new()).await;
+        let report = drain_unsaved(r, Some(&p.user_id), stop).await;
         if let Some(u) = report.refused.iter().find(|u| u.tick_id == tick_id) {
             return Delivery::Refused(u.error.clone());
         }
@@ -670,7 +674,7 @@ pub async fn deliver(
     if !post_now {
         return Delivery::Queued("runner shutting down; posted at the next start".into());
     }
-    let report = drain(r, Some(&p.user_id)).await;
+    let report = drain_until(r, Some(&p.user_id), stop).await;
     if let Some(u) = report.refused.iter().find(|u| u.tick_id == tick_id) {
         return Delivery::Refused(u.error.clone());
     }

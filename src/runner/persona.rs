@@ -11,11 +11,11 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::shutdown::Shutdown;
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::batch::{ERROR_MESSAGE_CHARS, cut_chars, input_hash};
 use super::delivery::{Delivery, deliver};
@@ -224,12 +224,7 @@ impl Work {
 }
 
 /// Runs one persona tick to the end: it never returns an error, it reports.
-pub async fn run(
-    r: &Runner,
-    p: &DuePersona,
-    tick_id: &str,
-    cancel: &CancellationToken,
-) -> PersonaReport {
+pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> PersonaReport {
     let started = Instant::now();
     let started_at = Utc::now();
     let (id, email, tick) = (p.user_id.clone(), p.email.clone(), tick_id.to_string());
@@ -254,13 +249,13 @@ pub async fn run(
             "persona deadline of {}s passed during {}; work done so far is kept",
             deadline.as_secs(), work.with(|w| w.stage.clone())
         ).into()),
-        _ = cancel.cancelled() => Err(format!(
+        _ = stop.aborted() => Err(format!(
             "cancelled by shutdown during {}; work done so far is kept",
             work.with(|w| w.stage.clone())
         ).into()),
     };
     // Close the MCP sessions (best effort, bounded): waiting on MCP too.
-    let bound = if cancel.is_cancelled() {
+    let bound = if stop.is_aborted() {
         Duration::from_millis(500)
     } else {
         Duration::from_secs(5)
@@ -299,9 +294,7 @@ pub async fn run(
     let delivery = if actions.is_empty() {
         Delivery::Nothing
     } else {
-        // After an abort the process is about to exit: queue only, so the
-        // stop is not held up by posting; the next start posts the rows.
-        deliver(r, p, tick_id, &actions, &feedback, !cancel.is_cancelled()).await
+        deliver(r, p, tick_id, &actions, &feedback, stop).await
     };
     work.with(|w| w.waits.platform += t0.elapsed());
 

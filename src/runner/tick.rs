@@ -445,9 +445,7 @@ pub async fn run_once(
             // flight. At error level so that no log filter disables the span
             // itself: it only carries fields, each event keeps its own level.
             let span = tracing::error_span!("persona", persona = %p.email, tick_id = %tick_id);
-            let report = persona::run(r, &p, &tick_id, stop.abort_token())
-                .instrument(span)
-                .await;
+            let report = persona::run(r, &p, &tick_id, stop).instrument(span).await;
             r.metrics.persona_ended();
             r.metrics.persona_run(report.outcome.as_str());
             if let Some(stage) = report.stage {
