@@ -498,8 +498,14 @@ async fn anthropic_request_carries_at_most_four_cache_breakpoints_in_the_right_p
         assert!(tools[0].get("input_schema").is_some());
         assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
     }
-    // Turn 1: tools + system only. Turn 2: plus the newest block.
-    assert_eq!(count_markers(&seen[0].1), 2);
+    // Every turn: tools, system and the newest block (on turn 1 the day's
+    // first user message, so turn 2 reads it from the cache).
+    assert_eq!(count_markers(&seen[0].1), 3);
+    assert!(
+        seen[0].1["messages"][0]["content"][0]
+            .get("cache_control")
+            .is_some()
+    );
     assert_eq!(count_markers(&seen[1].1), 3);
     let msgs = seen[1].1["messages"].as_array().unwrap();
     let last = msgs.last().unwrap()["content"].as_array().unwrap();

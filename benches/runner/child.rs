@@ -78,8 +78,9 @@ pub fn tick_command(
         // pacer (`benches/paced.sh` measures the budget).
         .env("API_RATE_LIMIT_PER_MIN", "0");
     // The levers a scenario is rerun with (`TOOLS_OFFER=preferred just bench
-    // cost`): passed through, everything else stays clean.
-    for lever in ["TOOLS_OFFER"] {
+    // cost`, `LLM_MODEL=claude-haiku-4-5 …`): passed through, everything
+    // else stays clean.
+    for lever in ["TOOLS_OFFER", "LLM_MODEL"] {
         if let Ok(v) = std::env::var(lever) {
             c.env(lever, v);
         }

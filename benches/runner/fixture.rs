@@ -83,6 +83,14 @@ pub async fn template(dir: &Path, n: usize) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// How many personas the catalog has: template personas `k·n .. (k+1)·n`
+/// are each of its personas once (the template cycles through it).
+pub fn catalog_size() -> anyhow::Result<usize> {
+    Ok(catalog::parse(CATALOG, Path::new("catalog.json"))?
+        .personas
+        .len())
+}
+
 /// The email of template persona `i`; sorting by email is sorting by `i`.
 pub fn email(i: usize) -> String {
     format!("bench.p{i:04}@mana.test")
@@ -90,8 +98,10 @@ pub fn email(i: usize) -> String {
 
 /// What the scenario's sandbox looks like.
 pub struct World {
-    /// Personas kept from the template (the first ones by email).
+    /// Personas kept from the template: the first ones by email after `skip`.
     pub personas: usize,
+    /// Template personas passed over before the kept ones.
+    pub skip: usize,
     /// Added to every LLM response.
     pub llm_latency_ms: u64,
     /// Replaces [`UNIFORM`] in every prompt (`""`: the scripted model's own,
@@ -115,8 +125,9 @@ pub async fn start(template: &Path, dir: &Path, w: &World) -> anyhow::Result<Fix
         c.execute_batch("PRAGMA foreign_keys = ON;")?;
         let keep = w.personas as i64;
         c.execute(
-            "DELETE FROM users WHERE id NOT IN (SELECT user_id FROM personas ORDER BY email LIMIT ?1)",
-            [keep],
+            "DELETE FROM users WHERE id NOT IN
+                (SELECT user_id FROM personas ORDER BY email LIMIT ?1 OFFSET ?2)",
+            [keep, w.skip as i64],
         )?;
         c.execute(
             "UPDATE personas SET system_prompt = replace(system_prompt, ?1, ?2)",

@@ -271,6 +271,7 @@ async fn occupancy(ctx: &Ctx) -> anyhow::Result<Value> {
         personas: 1024,
         llm_latency_ms: 100,
         directive: UNIFORM,
+        skip: 0,
     };
     let m = tick_run(ctx, "occupancy-1024", w, 64).await?;
     let l = &m.report;
@@ -295,6 +296,7 @@ async fn occupancy_512(ctx: &Ctx) -> anyhow::Result<Value> {
             personas: 512,
             llm_latency_ms: 100,
             directive: UNIFORM,
+            skip: 0,
         };
         let m = tick_run(ctx, &format!("occupancy-{i}"), w, 64).await?;
         let r = &m.report;
@@ -311,7 +313,7 @@ async fn occupancy_512(ctx: &Ctx) -> anyhow::Result<Value> {
             f(&r["ledger"]["durationMs"]["mean"]),
         );
         let mut r = m.report.clone();
-        r["cost"] = cost::report(&m.fixture.sb, m.ticks.len())?;
+        r["cost"] = cost::report(&[&m.fixture.sb], m.ticks.len())?;
         m.fixture.sb.shutdown().await;
         Ok(r)
     })
@@ -325,6 +327,7 @@ async fn overhead(ctx: &Ctx) -> anyhow::Result<Value> {
             personas: 512,
             llm_latency_ms: 0,
             directive: UNIFORM,
+            skip: 0,
         };
         let m = tick_run(ctx, &format!("overhead-{i}"), w, 64).await?;
         let r = &m.report;
@@ -369,6 +372,7 @@ async fn memory_at(ctx: &Ctx, name: &str, personas: usize, llm_ms: u64) -> anyho
         personas,
         llm_latency_ms: llm_ms,
         directive: "[sandbox:tools=2]",
+        skip: 0,
     };
     let m = tick_run(ctx, name, w, personas).await?;
     let first = m.ticks.iter().map(|t| t.started_ms).min().unwrap_or(0);
@@ -483,18 +487,60 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-/// Scenario 5: Cost on the scripted model's own varied days.
+/// Deployments of the catalog's size in the cost scenario's second part.
+const COST_DEPLOYMENTS: usize = 9;
+
+/// Scenario 5: Cost on the scripted model's own varied days, twice:
+///
+/// - 128 personas in one tick, one prompt cache: the ~10 personas that share
+///   a module mix also share a cached tool list (`TOOLS_OFFER=preferred`);
+/// - [`COST_DEPLOYMENTS`] deployments of the catalog's size (each of its
+///   personas once, ticking together, a cache of their own): what a
+///   deployment with a catalog like ours pays, where no two personas share
+///   a module mix.
 async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
     let w = World {
         personas: 128,
         llm_latency_ms: 0,
         directive: "",
+        skip: 0,
     };
     let m = tick_run(ctx, "cost", w, 16).await?;
-    let c = cost::report(&m.fixture.sb, m.ticks.len())?;
+    let c = cost::report(&[&m.fixture.sb], m.ticks.len())?;
+    print_cost("cost, 128 personas, one cache", &c);
+    let mut r = m.report.clone();
+    r["cost"] = c;
+    m.fixture.sb.shutdown().await;
+
+    let size = fixture::catalog_size()?;
+    let mut runs = Vec::new();
+    for k in 0..COST_DEPLOYMENTS {
+        let w = World {
+            personas: size,
+            llm_latency_ms: 0,
+            directive: "",
+            skip: k * size,
+        };
+        runs.push(tick_run(ctx, &format!("cost-catalog-{k}"), w, 16).await?);
+    }
+    let sbs: Vec<&mana_sandbox::Sandbox> = runs.iter().map(|m| &m.fixture.sb).collect();
+    let ticks = runs.iter().map(|m| m.ticks.len()).sum();
+    let c = cost::report(&sbs, ticks)?;
+    print_cost(
+        &format!("cost, {COST_DEPLOYMENTS} deployments of the catalog's {size} personas"),
+        &c,
+    );
+    r["catalogSized"] = json!({"deployments": COST_DEPLOYMENTS, "personasEach": size, "cost": c});
+    for m in runs {
+        m.fixture.sb.shutdown().await;
+    }
+    Ok(r)
+}
+
+fn print_cost(what: &str, c: &Value) {
     let t = &c["perPersonaTick"];
     println!(
-        "cost: {:.1} % of main-turn input tokens (turn ≥ 2) read from the cache; per persona-tick: input {:.0}, cache read {:.0}, cache write {:.0}, output {:.0} tokens ({:.1} requests), {:.2} cents at Sonnet prices",
+        "{what}: {:.1} % of main-turn input tokens (turn ≥ 2) read from the cache; per persona-tick: input {:.0}, cache read {:.0}, cache write {:.0}, output {:.0} tokens ({:.1} requests), {:.2} cents at Sonnet prices, {:.2} at {}'s",
         f(&c["cachedTokenShare"]) * 100.0,
         f(&t["all"]["input"]),
         f(&t["all"]["cacheRead"]),
@@ -502,11 +548,9 @@ async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
         f(&t["all"]["output"]),
         f(&t["all"]["requests"]),
         f(&c["centsPerPersonaTick"]),
+        f(&c["centsPerPersonaTickAtTheModelsPrices"]),
+        c["model"].as_str().unwrap_or("?"),
     );
-    let mut r = m.report.clone();
-    r["cost"] = c;
-    m.fixture.sb.shutdown().await;
-    Ok(r)
 }
 
 /// Scenario 6: Throughput at concurrency 1, 8, 64, 256 (LLM 100 ms), and the chart.
@@ -517,6 +561,7 @@ async fn scaling(ctx: &Ctx) -> anyhow::Result<Value> {
             personas: (4 * c).max(32),
             llm_latency_ms: 100,
             directive: UNIFORM,
+            skip: 0,
         };
         let m = tick_run(ctx, &format!("scaling-{c}"), w, c).await?;
         let r = m.report.clone();

@@ -153,8 +153,13 @@ fn wire_block(b: &Block) -> Option<WireBlock<'_>> {
     })
 }
 
-/// The cache breakpoints: the last tool, the system block, and from turn 2 on
-/// the newest block of the last message (three at most; the API allows four).
+/// The cache breakpoints: the last tool, the system block, and the newest
+/// block of the last message (three; the API allows four). The last one is
+/// set on turn 1 too: the day's first user message is then written once
+/// (1.25×) and read on turn 2 (0.1×), instead of billed uncached on turn 1
+/// and written on turn 2 (2.25× in all; BENCHMARKS.md §5). A prefix below the
+/// model's minimum, such as the rating turn's, is simply not cached, at no
+/// charge.
 fn wire_body<'a>(model: &'a str, req: &'a ChatRequest) -> WireBody<'a> {
     let system = (!req.system.is_empty()).then(|| {
         [WireBlock {
@@ -188,9 +193,7 @@ fn wire_body<'a>(model: &'a str, req: &'a ChatRequest) -> WireBody<'a> {
             content: m.content.iter().filter_map(wire_block).collect(),
         })
         .collect();
-    if messages.len() > 1
-        && let Some(last_block) = messages.last_mut().and_then(|m| m.content.last_mut())
-    {
+    if let Some(last_block) = messages.last_mut().and_then(|m| m.content.last_mut()) {
         last_block.cache_control = Some(EPHEMERAL);
     }
     WireBody {
@@ -276,9 +279,14 @@ mod tests {
     }
 
     #[test]
-    fn first_turn_has_two_markers() {
+    fn first_turn_marks_tools_system_and_the_user_message() {
         let b = build_body("m", &req(vec![Message::user_text("hi")]));
-        assert_eq!(markers(&b), 2);
+        assert_eq!(markers(&b), 3);
+        assert!(
+            b["messages"][0]["content"][0]
+                .get("cache_control")
+                .is_some()
+        );
         assert!(b["tools"][1].get("cache_control").is_some());
         assert!(b["tools"][0].get("cache_control").is_none());
         assert!(b["system"][0].get("cache_control").is_some());

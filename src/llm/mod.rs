@@ -77,7 +77,7 @@ impl Message {
 }
 
 /// One model call. Providers add caching markers themselves (Anthropic: the last
-/// tool, the system prompt, and the newest message block from turn 2 on).
+/// tool, the system prompt, and the newest message block).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     pub system: String,
