@@ -11,6 +11,12 @@
 //! platform that changes a schema gets a new entry, never a stale one. The
 //! table is bounded: past [`MAX_ENTRIES`] (a platform whose schemas change on
 //! every listing) it starts over, so it cannot grow without end.
+//!
+//! The schema's top-level `$schema` (mana-mcp's zod output declares draft-07
+//! on every tool) is dropped here: it tells the model nothing, and as ~14
+//! tokens per tool it was re-read from the cache on every turn (BENCHMARKS.md
+//! §5). Nothing else in a schema or description is changed: those are the
+//! platform's words.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -38,11 +44,15 @@ pub(crate) fn intern(tool: &Value) -> Shared {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .into(),
-        Arc::new(
-            tool.get("inputSchema")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({"type": "object"})),
-        ),
+        Arc::new(match tool.get("inputSchema") {
+            Some(Value::Object(o)) => {
+                let mut o = o.clone();
+                o.remove("$schema");
+                Value::Object(o)
+            }
+            Some(other) => other.clone(),
+            None => serde_json::json!({"type": "object"}),
+        }),
     );
     if table.len() >= MAX_ENTRIES {
         table.clear();
@@ -69,6 +79,17 @@ mod tests {
         let (_, s3) = intern(&changed);
         assert!(!Arc::ptr_eq(&s1, &s3));
         assert_eq!(s3["required"][0], "title");
+    }
+
+    #[test]
+    fn the_dialect_declaration_is_dropped_and_nothing_else() {
+        let schema = serde_json::json!({"type": "object",
+            "properties": {"title": {"type": "string", "minLength": 1}},
+            "required": ["title"], "additionalProperties": false});
+        let mut listed = schema.clone();
+        listed["$schema"] = "http://json-schema.org/draft-07/schema#".into();
+        let (_, s) = intern(&serde_json::json!({"name": "x.dialect", "inputSchema": listed}));
+        assert_eq!(*s, schema);
     }
 
     #[test]
