@@ -146,7 +146,7 @@ fn list(state: &State, json: bool) -> anyhow::Result<u8> {
 }
 
 fn drop_one(state: &State, a: DropArgs) -> anyhow::Result<u8> {
-    let Some(e) = state.outbox_list()?.into_iter().find(|e| e.id == a.id) else {
+    let Some(e) = state.outbox_entry(a.id)? else {
         anyhow::bail!("outbox drop {}: no such batch (see `outbox list`)", a.id);
     };
     if !a.yes {
@@ -257,7 +257,7 @@ async fn retry(cfg: &crate::config::Config, a: RetryArgs) -> anyhow::Result<u8> 
         return Err(crate::runner::delivery::KeyRefused {
             status: error.status().unwrap_or(401),
             error,
-            pending: state.pending_count().unwrap_or(0),
+            pending: state.outbox_counts().map_or(0, |(pending, _)| pending),
         }
         .into());
     }

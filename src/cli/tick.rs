@@ -301,13 +301,14 @@ fn print_summary(s: &TickSummary) {
     if s.interrupted {
         println!("  interrupted before the due list was read: no persona ran");
     }
-    if s.failed.is_empty() && !s.interrupted && s.outbox_pending > 0 {
-        println!(
-            "  not a clean run (exit 3): {} batches did not reach the platform yet; the next tick posts them first",
-            s.outbox_pending
-        );
-    } else if s.failed.is_empty() && !s.interrupted && (s.outbox_dead > 0 || s.unsaved_batches > 0)
-    {
-        println!("  not a clean run (exit 3): rows did not reach the platform");
+    if exit_code(s) == crate::exit::UNDELIVERED {
+        if s.outbox_pending > 0 {
+            println!(
+                "  not a clean run (exit 3): {} batches did not reach the platform yet; the next tick posts them first",
+                s.outbox_pending
+            );
+        } else {
+            println!("  not a clean run (exit 3): rows did not reach the platform");
+        }
     }
 }

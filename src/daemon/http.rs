@@ -26,6 +26,7 @@ use super::pause::{self, Switch};
 use super::scheduler::Command;
 use super::shared::Shared;
 use crate::platform::auth::SignInError;
+use crate::runner::tick::read_outbox_counts;
 
 /// The header the control endpoints read: the one the platform's internal
 /// endpoints use for the service key (defined once, with the client that sends it).
@@ -145,18 +146,9 @@ async fn outbox_counts(shared: &Arc<Shared>) -> (u64, u64, bool) {
         }
     }
     let done = ReadDone(shared.clone());
-    let runner = shared.runner();
-    let read = runner.state.off_runtime(move |s| {
-        let n = s.pending_count().and_then(|p| Ok((p, s.dead_count()?)));
-        if let Ok((pending, dead)) = n {
-            done.0.metrics.set_outbox_pending(pending);
-            done.0.metrics.set_outbox_dead(dead);
-        }
-        n
-    });
-    match tokio::time::timeout(HEALTH_DB_WAIT, read).await {
-        Ok(Ok((pending, dead))) => (pending, dead, false),
-        _ => last(&shared.metrics),
+    match read_outbox_counts(&shared.runner(), HEALTH_DB_WAIT, done).await {
+        Some((pending, dead)) => (pending, dead, false),
+        None => last(&shared.metrics),
     }
 }
 

@@ -138,6 +138,16 @@ pub struct FeedbackBatch {
     pub feedback: Vec<FeedbackRow>,
 }
 
+/// The path below the internal prefix that takes a persona's `kind` batch
+/// (`actions` or `feedback`); refused for a persona id that is not a plain
+/// id (see [`crate::http::id_segment`]).
+pub fn batch_path(user_id: &str, kind: &str) -> Result<String, HttpError> {
+    Ok(format!(
+        "/{}/{kind}",
+        crate::http::id_segment("POST", user_id)?
+    ))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteResponse {
     #[serde(default)]
@@ -210,21 +220,7 @@ impl InternalClient {
         on_retry: impl FnMut(&HttpError, Duration),
     ) -> Result<Option<WriteResponse>, HttpError> {
         self.post_bytes(
-            &format!("/{}/actions", crate::http::id_segment("POST", user_id)?),
-            serde_json::to_vec(batch).expect("serialisable"),
-            on_retry,
-        )
-        .await
-    }
-
-    pub async fn post_feedback(
-        &self,
-        user_id: &str,
-        batch: &FeedbackBatch,
-        on_retry: impl FnMut(&HttpError, Duration),
-    ) -> Result<Option<WriteResponse>, HttpError> {
-        self.post_bytes(
-            &format!("/{}/feedback", crate::http::id_segment("POST", user_id)?),
+            &batch_path(user_id, "actions")?,
             serde_json::to_vec(batch).expect("serialisable"),
             on_retry,
         )

@@ -27,10 +27,13 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::Runner;
+use super::state_until;
 use crate::http::{HttpError, cut};
 use crate::metrics::Metrics;
 use crate::platform::internal::InternalClient;
-use crate::platform::internal::{ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow};
+use crate::platform::internal::{
+    ActionRow, ActionsBatch, DuePersona, FeedbackBatch, FeedbackRow, batch_path,
+};
 use crate::shutdown::Shutdown;
 use crate::state::outbox::{self, ActionsState, Entry};
 use crate::state::{State, StateError};
@@ -163,19 +166,14 @@ impl<'a> Poster<'a> {
         }
     }
 
-    /// [`drain`] with these clients.
+    /// [`drain_until`] with these clients, never aborted.
     pub async fn drain(self, persona: Option<&str>) -> DrainReport {
         drain_outbox(self, persona, &Shutdown::new()).await
     }
 }
 
 /// Posts every queued batch (of one persona, or all), oldest first, actions
-/// before feedback.
-pub async fn drain(r: &Runner, persona: Option<&str>) -> DrainReport {
-    drain_until(r, persona, &Shutdown::new()).await
-}
-
-/// [`drain`], ended at once by `stop`'s abort, even mid-request: what was
+/// before feedback; ended at once by `stop`'s abort, even mid-request: what was
 /// not delivered stays queued for the next start (a batch cut mid-POST is
 /// idempotent to send again). Stops at the first batch the platform does not
 /// answer (or refuses the key for), leaving the rest for the next tick.
@@ -188,18 +186,14 @@ async fn drain_outbox(r: Poster<'_>, persona: Option<&str>, stop: &Shutdown) -> 
     // Every state call runs off the runtime (`State::off_runtime`): another
     // process holding state.db's lock must not freeze the daemon.
     let persona = persona.map(str::to_owned);
-    let read = r.state.off_runtime(move |s| s.pending(persona.as_deref()));
-    let entries = tokio::select! {
-        biased;
-        read = read => match read {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                report.unreadable = Some(e);
-                return report;
-            }
-        },
-        _ = stop.aborted() => return report,
+    let entries = match state_until(r.state, stop, move |s| s.pending(persona.as_deref())).await {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the outbox");
+            report.unreadable = Some(e);
+            return report;
+        }
+        None => return report,
     };
     let mut halted: Option<String> = None;
     // Batches not delivered from the first one the platform did not take.
@@ -402,12 +396,6 @@ impl Unsaved {
             .iter()
             .any(|b| b.tick_id == tick_id && b.kind == kind)
     }
-
-    fn has_actions(&self, tick_id: &str) -> bool {
-        self.lock()
-            .iter()
-            .any(|b| b.tick_id == tick_id && b.kind == "actions")
-    }
 }
 
 /// Moves the in-memory batches into the outbox, a tick's batches in one
@@ -482,14 +470,14 @@ pub async fn drain_unsaved(r: &Runner, persona: Option<&str>, stop: &Shutdown) -
         if !r.unsaved.contains(&b.tick_id, b.kind) {
             continue;
         }
-        if b.kind == "feedback" && r.unsaved.has_actions(&b.tick_id) {
+        if b.kind == "feedback" && r.unsaved.contains(&b.tick_id, "actions") {
             report
                 .still_pending
                 .push(undelivered("waiting for its actions batch".into()));
             continue;
         }
-        let path = match crate::http::id_segment("POST", &b.persona_id) {
-            Ok(seg) => format!("/{seg}/{}", b.kind),
+        let path = match batch_path(&b.persona_id, b.kind) {
+            Ok(path) => path,
             Err(e) => {
                 lost(r, &b, &e.to_string());
                 report.refused.push(undelivered(e.to_string()));

@@ -29,7 +29,8 @@ use crate::mcp::McpConfig;
 use crate::metrics::Metrics;
 use crate::platform::auth::AuthClient;
 use crate::platform::internal::InternalClient;
-use crate::state::State;
+use crate::shutdown::Shutdown;
+use crate::state::{State, StateError};
 use prompts::Prompts;
 
 /// Tool calls of one model turn run concurrently, at most this many at once.
@@ -179,5 +180,28 @@ impl Runner {
     pub fn with_unsaved(mut self, unsaved: Arc<delivery::Unsaved>) -> Runner {
         self.unsaved = unsaved;
         self
+    }
+}
+
+/// A state call off the runtime ([`State::off_runtime`]), given up when
+/// `stop` aborts (`None`): the call itself still ends on its own within one
+/// busy timeout, so a write that started commits. After the abort no call
+/// is started at all.
+pub(crate) async fn state_until<T, F>(
+    state: &State,
+    stop: &Shutdown,
+    f: F,
+) -> Option<Result<T, StateError>>
+where
+    T: Send + 'static,
+    F: FnOnce(&State) -> Result<T, StateError> + Send + 'static,
+{
+    if stop.is_aborted() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        res = state.off_runtime(f) => Some(res),
+        _ = stop.aborted() => None,
     }
 }

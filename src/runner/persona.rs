@@ -419,8 +419,8 @@ async fn play(r: &Runner, p: &DuePersona, tick: &JournalTick, w: &Work) -> Resul
         ToolNames::build(tools.iter().map(|t| t.name.as_str())).map_err(|e| e.to_string())?;
     let tool_count = tools.len();
     let modules = offered_modules(p, &tools, &s.tools, w);
-    // Moved, not cloned: the schemas are the bulk of a waiting persona's
-    // memory, and only the request needs them from here on.
+    // Moved, not cloned: only the request needs them from here on (the
+    // schemas themselves are the process's shared `Arc`s, `mcp::shared`).
     let specs: Vec<ToolSpec> = tools
         .into_iter()
         .filter(|t| s.tools.refusal(&t.name).is_none() && s.tools.offers(&t.name, &p.module_mix))

@@ -38,7 +38,6 @@ pub fn stage_of(report: &PersonaReport, label: &str) -> Option<Stage> {
 
 /// The summary of one persona tick, for `State::summary_write` (the caller
 /// writes it off the runtime, beside the transcript).
-#[allow(clippy::too_many_arguments)] // the ledger row's columns
 pub fn build(
     r: &Runner,
     p: &DuePersona,

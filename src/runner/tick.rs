@@ -10,14 +10,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use super::Runner;
 use super::delivery::{self, KeyRefused};
 use super::persona::{self, PersonaReport, RunOutcome};
+use super::{Runner, state_until};
 use crate::http::HttpError;
 use crate::llm::Usage;
 use crate::platform::internal::DuePersona;
 use crate::shutdown::Shutdown;
-use crate::state::{State, StateError};
+use crate::state::StateError;
 
 /// `--shard K/N`: this machine runs the personas whose stable hash of userId
 /// mod N is K.
@@ -142,39 +142,35 @@ pub enum TickError {
     KeyRefused(#[from] KeyRefused),
 }
 
-/// A state call off the runtime ([`State::off_runtime`]), given up when
-/// `stop` aborts (`None`): the call itself still ends on its own within one
-/// busy timeout, so a write that started commits.
-pub(crate) async fn state_until<T, F>(
-    r: &Runner,
-    stop: &Shutdown,
-    f: F,
-) -> Option<Result<T, StateError>>
-where
-    T: Send + 'static,
-    F: FnOnce(&State) -> Result<T, StateError> + Send + 'static,
-{
-    tokio::select! {
-        biased;
-        res = r.state.off_runtime(f) => Some(res),
-        _ = stop.aborted() => None,
-    }
-}
-
 /// The outbox's pending and dead counts, into the metrics too; waited for
 /// at most a second (another process may hold the database): else the last
 /// counts read.
 pub(crate) async fn outbox_now(r: &Runner) -> (u64, u64) {
-    let read = r
-        .state
-        .off_runtime(|s| Ok((s.pending_count()?, s.dead_count()?)));
-    match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
-        Ok(Ok((pending, dead))) => {
-            r.metrics.set_outbox_pending(pending);
-            r.metrics.set_outbox_dead(dead);
-            (pending, dead)
-        }
-        _ => (r.metrics.outbox_pending(), r.metrics.outbox_dead()),
+    read_outbox_counts(r, std::time::Duration::from_secs(1), ())
+        .await
+        .unwrap_or_else(|| (r.metrics.outbox_pending(), r.metrics.outbox_dead()))
+}
+
+/// The outbox's counts read off the runtime and set into the metrics by the
+/// read itself, so a read that ends after `wait` still updates them; `None`
+/// if it did not end within `wait`. `guard` is dropped when the read ends,
+/// however it ends (`/health` lets the next probe read again then).
+pub(crate) async fn read_outbox_counts(
+    r: &Runner,
+    wait: std::time::Duration,
+    guard: impl Send + 'static,
+) -> Option<(u64, u64)> {
+    let metrics = r.metrics.clone();
+    let read = r.state.off_runtime(move |s| {
+        let _guard = guard;
+        let counts = s.outbox_counts()?;
+        metrics.set_outbox_pending(counts.0);
+        metrics.set_outbox_dead(counts.1);
+        Ok(counts)
+    });
+    match tokio::time::timeout(wait, read).await {
+        Ok(Ok(counts)) => Some(counts),
+        _ => None,
     }
 }
 
@@ -182,7 +178,7 @@ pub(crate) async fn outbox_now(r: &Runner) -> (u64, u64) {
 /// (`state::journal`) as those ticks' actions batches, so the drain that
 /// follows posts them. No feedback batch: their rating turn never happened.
 async fn requeue_interrupted(r: &Runner, stop: &Shutdown) {
-    match state_until(r, stop, |s| s.requeue_interrupted()).await {
+    match state_until(&r.state, stop, |s| s.requeue_interrupted()).await {
         None => {}
         Some(Ok(ticks)) => {
             for t in ticks {
@@ -221,7 +217,7 @@ pub async fn run_once(
     // Every database call of the tick runs off the runtime and races the
     // abort; a database another process keeps locked ends the tick here,
     // saying so, before anything is spent.
-    if let Some(Err(e)) = state_until(r, stop, |s| s.writable()).await {
+    if let Some(Err(e)) = state_until(&r.state, stop, |s| s.writable()).await {
         // Rows held in memory need no database to be posted: a locked or
         // full state.db must not keep them from the platform.
         if !r.unsaved.is_empty() {
@@ -233,7 +229,7 @@ pub async fn run_once(
         r.settings.ledger_retention_days,
         r.settings.ledger_summary_days,
     );
-    match state_until(r, stop, move |s| {
+    match state_until(&r.state, stop, move |s| {
         s.prune_daily(ledger_days, summary_days, now)
     })
     .await
@@ -367,7 +363,7 @@ pub async fn run_once(
         }
         if !opts.force && !explicit {
             let id = p.user_id.clone();
-            match state_until(r, stop, move |s| s.may_run(&id, now)).await {
+            match state_until(&r.state, stop, move |s| s.may_run(&id, now)).await {
                 Some(Ok(Ok(()))) => {}
                 Some(Ok(Err(why))) => {
                     skip(&mut summary, why.to_string());

@@ -32,14 +32,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The internal endpoint path below the prefix (refused for a persona id
-    /// that is not a plain id: see [`crate::http::id_segment`]).
+    /// The internal endpoint path below the prefix.
     pub fn path(&self) -> Result<String, crate::http::HttpError> {
-        Ok(format!(
-            "/{}/{}",
-            crate::http::id_segment("POST", &self.persona_id)?,
-            self.kind
-        ))
+        crate::platform::internal::batch_path(&self.persona_id, &self.kind)
     }
 }
 
@@ -179,14 +174,18 @@ impl State {
         })
     }
 
-    /// How many batches wait to be posted.
-    pub fn pending_count(&self) -> Result<u64, StateError> {
+    /// How many batches wait to be posted, and how many the platform refused
+    /// for good (kept for the operator): one scan, since every reader wants
+    /// both.
+    pub fn outbox_counts(&self) -> Result<(u64, u64), StateError> {
         self.call(|c| {
-            c.query_row("SELECT COUNT(*) FROM outbox WHERE dead = 0", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            c.query_row(
+                "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1)
+                 FROM outbox",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
         })
-        .map(|n| n as u64)
     }
 
     /// The server took it: forget it.
@@ -198,24 +197,23 @@ impl State {
         })
     }
 
-    /// Batches the platform refused for good, kept for the operator.
-    pub fn dead_count(&self) -> Result<u64, StateError> {
-        self.call(|c| {
-            c.query_row("SELECT COUNT(*) FROM outbox WHERE dead = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })
-        })
-        .map(|n| n as u64)
-    }
-
     /// Every entry, live and dead, oldest first (for `outbox list`).
     pub fn outbox_list(&self) -> Result<Vec<Listed>, StateError> {
+        self.listed(None)
+    }
+
+    /// Entry `id`, live or dead (for `outbox drop`'s question).
+    pub fn outbox_entry(&self, id: i64) -> Result<Option<Listed>, StateError> {
+        Ok(self.listed(Some(id))?.pop())
+    }
+
+    fn listed(&self, id: Option<i64>) -> Result<Vec<Listed>, StateError> {
         self.call(|c| {
             let mut st = c.prepare(
                 "SELECT id, persona_id, email, tick_id, kind, rows, attempts, dead, last_error, created_at
-                 FROM outbox ORDER BY id",
+                 FROM outbox WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
             )?;
-            let rows = st.query_map([], |r| {
+            let rows = st.query_map(params![id], |r| {
                 Ok(Listed {
                     id: r.get(0)?,
                     persona_id: r.get(1)?,
@@ -365,7 +363,7 @@ impl State {
     /// `outbox drop ID`: the operator gives the entry up. Returns it, if
     /// there was one.
     pub fn drop_entry(&self, id: i64) -> Result<Option<Listed>, StateError> {
-        let found = self.outbox_list()?.into_iter().find(|e| e.id == id);
+        let found = self.outbox_entry(id)?;
         if found.is_some() {
             self.call(|c| {
                 c.execute("DELETE FROM outbox WHERE id = ?1", params![id])
@@ -451,13 +449,12 @@ mod tests {
             let now = t0 + chrono::Duration::minutes(10 * i);
             assert!(!st.server_error(a, "HTTP 500", now).unwrap(), "attempt {i}");
         }
-        assert_eq!(st.pending_count().unwrap(), 2);
+        assert_eq!(st.outbox_counts().unwrap().0, 2);
         assert!(
             st.server_error(a, "HTTP 500", t0 + chrono::Duration::minutes(61))
                 .unwrap()
         );
-        assert_eq!(st.pending_count().unwrap(), 0);
-        assert_eq!(st.dead_count().unwrap(), 2);
+        assert_eq!(st.outbox_counts().unwrap(), (0, 2));
         assert_eq!(st.actions_state("t1").unwrap(), ActionsState::Dead);
         // Retrying the actions revives its tick's feedback too, attempts reset.
         assert_eq!(st.revive(a).unwrap(), vec![a, f]);

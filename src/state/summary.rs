@@ -369,7 +369,7 @@ pub(crate) fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
         after = *last;
         for (_, text) in batch {
             if let Ok(sum) = serde_json::from_str::<Summary>(&text) {
-                insert(&tx, &sum)?;
+                insert_report(&tx, &sum)?;
             }
         }
     }
@@ -421,6 +421,7 @@ fn ratings_column(s: &Summary) -> String {
     serde_json::to_string(&v).expect("a list of ratings always serialises")
 }
 
+/// Writes both tables: the whole summary and its report row.
 fn insert(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
     let text = serde_json::to_string(s).expect("a summary always serialises");
     c.prepare_cached(
@@ -437,6 +438,12 @@ fn insert(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
         s.outcome,
         text
     ])?;
+    insert_report(c, s)
+}
+
+/// The report row of a summary (alone when migrating a version-1 ledger,
+/// whose `ledger_summary` rows are already there and stay as they are).
+fn insert_report(c: &Connection, s: &Summary) -> rusqlite::Result<()> {
     let mix = serde_json::to_string(&s.module_mix).expect("a module mix always serialises");
     c.prepare_cached(
         "INSERT OR REPLACE INTO ledger_report (tick_id, email, archetype, started_at, outcome, stage, model,
@@ -568,10 +575,11 @@ fn open_read_only(
     Ok((c, db))
 }
 
-fn has_summary_table(c: &Connection) -> rusqlite::Result<bool> {
+/// Whether the ledger has table `name` (older ledgers lack the newer ones).
+pub(crate) fn has_table(c: &Connection, name: &str) -> rusqlite::Result<bool> {
     c.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_summary'",
-        [],
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
         |r| r.get::<_, i64>(0),
     )
     .map(|n| n > 0)
@@ -581,7 +589,7 @@ fn has_summary_table(c: &Connection) -> rusqlite::Result<bool> {
 /// (from the summaries and the transcripts both: either may be gone).
 pub fn recent_ticks(dir: &Path, email: &str, n: usize) -> Result<Vec<String>, StateError> {
     let (c, db) = open_read_only(dir)?;
-    let sql = if has_summary_table(&c).map_err(&db)? {
+    let sql = if has_table(&c, "ledger_summary").map_err(&db)? {
         "SELECT tick_id, started_at FROM ledger_summary WHERE lower(email) = ?1
          UNION SELECT tick_id, started_at FROM ledger WHERE lower(email) = ?1
          ORDER BY 2 DESC LIMIT ?2"
@@ -614,7 +622,7 @@ pub fn read_tick(
         )
         .optional()
         .map_err(&db)?;
-    let summary: Option<String> = if has_summary_table(&c).map_err(&db)? {
+    let summary: Option<String> = if has_table(&c, "ledger_summary").map_err(&db)? {
         c.query_row(
             "SELECT summary FROM ledger_summary WHERE tick_id = ?1",
             params![tick_id],
@@ -636,7 +644,7 @@ pub fn read_tick(
 /// the JSON texts (version 1), or, before the summary table, summarised in
 /// memory from the transcripts (version 0).
 fn read_summaries(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Summary>> {
-    if has_summary_table(c)? {
+    if has_table(c, "ledger_summary")? {
         return select(c, f);
     }
     let mut st = c.prepare(

@@ -153,14 +153,7 @@ impl Ledger {
     /// another daemon's live ledger).
     pub fn open(dir: &Path) -> Result<Ledger, StateError> {
         let (c, db) = open_read_only(dir)?;
-        let has_report = c
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_report'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .map_err(&db)?;
+        let has_report = super::has_table(&c, "ledger_report").map_err(&db)?;
         Ok(Ledger {
             c,
             path: dir.join("state.db"),
@@ -287,10 +280,5 @@ impl Ledger {
         self.c
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .map_err(|e| self.db(e))
-    }
-
-    /// The `state.db` this reads.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
