@@ -250,15 +250,7 @@ async fn rows_carry_integers_for_rating_and_latency_and_strings_for_strings() {
     cfg.api_url = proxy;
     tk::seed(&cfg, &tk::catalog_seeds()[..3]).await;
     let runner = mana_personas::runner::Runner::from_config(&cfg).unwrap();
-    let summary = mana_personas::runner::tick::run_once(
-        &runner,
-        &Default::default(),
-        &mana_personas::shutdown::Shutdown::new(),
-        &|_| {},
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    let summary = tk::run_once(&runner).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     let seen = seen.lock().unwrap().clone();
     let bodies = |suffix: &str| -> Vec<Value> {

@@ -387,27 +387,32 @@ async fn sandbox_transport_is_mana_mcps() {
     seed_user_space(&sb, "u1", "space-2");
     let init = initialize("2025-06-18");
 
-    // The gateway's 401s, with the platform's texts: (bearer, space, the
-    // error or how it starts).
-    for (bearer, space, error) in [
+    // The gateway's 401s, with the platform's bodies: (bearer, space, the
+    // error, whether that is the whole text or how it starts).
+    for (bearer, space, error, whole) in [
         (
             None,
             Some(SPACE),
             "Missing or malformed Authorization header",
+            true,
         ),
         (
             Some(jwt.as_str()),
             None,
             "Missing X-Mana-Space header (set to the active Space ID)",
+            true,
         ),
-        (Some("wrong"), Some(SPACE), "Invalid token"),
+        (Some("wrong"), Some(SPACE), "Invalid token", false),
     ] {
         let r = raw(&sb, Method::POST, bearer, space, None, Some(init.clone())).await;
         assert_eq!(r.status, 401, "{bearer:?} {space:?}");
-        let got = r.json()["error"].as_str().unwrap().to_string();
-        assert!(got.starts_with(error), "{got}");
-        if error != "Invalid token" {
-            assert_eq!(got, error, "the whole text");
+        let body = r.json();
+        let got = body["error"].as_str().unwrap().to_string();
+        assert_eq!(body, json!({ "error": got }), "nothing but the error");
+        if whole {
+            assert_eq!(got, error);
+        } else {
+            assert!(got.starts_with(error), "{got}");
         }
     }
 

@@ -148,7 +148,9 @@ async fn a_401_on_a_queued_batch_keeps_it_pending_and_stops_the_tick() {
     assert!(!env.entries().await.is_empty());
     env.sb.faults().clear();
 
-    env.fault("/personas/internal/", status(401), 1000);
+    // Only the queued batch's POST is refused: the due list would answer
+    // 401 with the same words, and must not be what this test sees.
+    env.fault("/actions", status(401), 1000);
     let o = env.tick().await;
     code(&o, 1);
     let all = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
@@ -473,14 +475,7 @@ async fn rows_held_in_memory_are_posted_while_state_db_is_locked() {
     sb.faults().clear();
     let db = rusqlite::Connection::open(state_db(home.path())).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE;").unwrap();
-    let res = mana_personas::runner::tick::run_once(
-        &r,
-        &Default::default(),
-        &mana_personas::shutdown::Shutdown::new(),
-        &|_| {},
-        &|_| {},
-    )
-    .await;
+    let res = common::try_run_once(&r).await;
     let e = res.expect_err("the tick cannot use a locked state.db");
     assert!(e.to_string().contains("locked"), "{e}");
     assert_eq!(

@@ -16,25 +16,11 @@ use common::{Shell, TEST_SEED_SECRET};
 use mana_personas::platform::auth::SpacesBearer;
 use mana_personas::runner::Runner;
 use mana_personas::runner::persona::RunOutcome;
-use mana_personas::runner::tick::{TickOptions, TickSummary, run_once as tick_once};
-use mana_personas::shutdown::Shutdown;
 use mana_sandbox::{
     DEV_ADMIN_JWT, DEV_SERVICE_KEY, Fault, FaultKind, OrgsBearer, RouteGroup, Sandbox,
     SandboxOptions,
 };
-use tick::{Seed, actions_of};
-
-async fn run_once(r: &Runner) -> TickSummary {
-    tick_once(
-        r,
-        &TickOptions::default(),
-        &Shutdown::new(),
-        &|_| {},
-        &|_| {},
-    )
-    .await
-    .expect("the due list is fetched")
-}
+use tick::{Seed, actions_of, run_once};
 
 async fn sandbox(opts: SandboxOptions) -> Sandbox {
     Sandbox::start(opts).await.expect("sandbox starts")

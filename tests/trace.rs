@@ -9,8 +9,6 @@ mod common;
 use std::path::Path;
 
 use common::{Seed, actions_of, feedback_of};
-use mana_personas::runner::tick::{self, TickOptions};
-use mana_personas::shutdown::Shutdown;
 use mana_personas::state::State;
 
 fn trace(state: &Path, args: &[&str]) -> (i32, String, String) {
@@ -41,15 +39,7 @@ async fn trace_tells_a_real_tick_and_then_its_summary() {
     let email = "trace.me@mana.test";
     let ids = common::seed(&cfg, &[Seed::daily(email, "")]).await;
     let r = common::runner(&cfg);
-    let s = tick::run_once(
-        &r,
-        &TickOptions::default(),
-        &Shutdown::new(),
-        &|_| {},
-        &|_| {},
-    )
-    .await
-    .expect("tick runs");
+    let s = common::run_once(&r).await;
     assert!(s.failed.is_empty(), "{:?}", s.failed);
     let tick_id = s.reports[0].tick_id.clone();
     let rows = actions_of(&sb, &ids[email]);

@@ -721,6 +721,14 @@ pub fn verify(sb: &Sandbox, state_dir: &Path, kills: &[Kill]) -> Tallies {
     let (calls, missing) = tool_calls_without_rows(sb);
     t.tool_calls = calls;
     t.calls_without_row = missing.iter().map(|m| m.1).sum();
+    if calls == 0 && t.action_rows > 0 {
+        // The sandbox logs a call it could not record only as an error: an
+        // empty log would make the check above prove nothing.
+        problems.push(format!(
+            "the MCP call log is empty while {} action rows are stored",
+            t.action_rows
+        ));
+    }
     if t.calls_without_row > 0 {
         problems.push(format!(
             "{} of {calls} tool calls the MCP ran have no action row; e.g. (persona, tool, inputHash) {:?}",

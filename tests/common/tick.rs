@@ -194,6 +194,11 @@ pub fn binary(url: &str, home: &Path, args: &[&str]) -> std::process::Command {
 
 /// One whole tick of `r` in process, with the default options.
 pub async fn run_once(r: &Runner) -> TickSummary {
+    try_run_once(r).await.expect("the tick runs")
+}
+
+/// [`run_once`] for a test that expects the tick itself to fail.
+pub async fn try_run_once(r: &Runner) -> Result<TickSummary, tick::TickError> {
     tick::run_once(
         r,
         &TickOptions::default(),
@@ -202,7 +207,6 @@ pub async fn run_once(r: &Runner) -> TickSummary {
         &|_| {},
     )
     .await
-    .expect("the tick runs")
 }
 
 /// Runs the command to the end off the async runtime (the sandbox keeps serving).

@@ -568,7 +568,7 @@ mod tests {
         );
         let t: Fault =
             serde_json::from_str(r#"{"route":"internal","kind":"rebody","body":"OK"}"#).unwrap();
-        assert_eq!(t.kind.label(), "rebody");
+        assert_eq!(t.kind, FaultKind::Rebody { body: "OK".into() });
     }
 
     #[test]
