@@ -136,6 +136,44 @@ async fn failing_persona_exits_1() {
     assert_eq!(env.sb.db().count("SELECT COUNT(*) FROM persona_actions"), 1);
 }
 
+/// The failure's stage comes from what failed, not from the error's words:
+/// a refused login is `sign_in` even when the email says "space", and a
+/// persona without a space is `spaces` (the same sign-in call finds both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_stage_is_what_failed() {
+    let seeds = [
+        Seed::daily("cli.spacey@mana.test", "[sandbox:tools=1]"),
+        Seed::daily("cli.homeless@mana.test", "[sandbox:tools=1]"),
+    ];
+    let env = setup(&seeds, None).await;
+    env.sb
+        .db()
+        .call(|c| {
+            c.execute(
+                "UPDATE users SET password_hash = 'changed' WHERE email = 'cli.spacey@mana.test'",
+                [],
+            )?;
+            c.execute(
+                "DELETE FROM members WHERE user_id = (SELECT id FROM users WHERE email = 'cli.homeless@mana.test')",
+                [],
+            )
+        })
+        .unwrap();
+    let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
+    assert_eq!(o.status.code(), Some(1));
+    let s = summary_of(&o);
+    let stage = |email: &str| {
+        s["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["persona"] == email)
+            .map(|f| f["stage"].clone())
+    };
+    assert_eq!(stage("cli.spacey@mana.test").unwrap(), "sign_in", "{s}");
+    assert_eq!(stage("cli.homeless@mana.test").unwrap(), "spaces", "{s}");
+}
+
 /// A tick whose rows stayed in the outbox is not a clean success: exit 3,
 /// the summary says how many batches wait, and the next tick posts them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

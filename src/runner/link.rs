@@ -22,7 +22,7 @@ use serde_json::json;
 use super::Runner;
 use super::persona::{Fail, Work};
 use crate::mcp::{McpError, McpSession, ToolInfo};
-use crate::platform::auth::{SignInError, SignedIn, Space};
+use crate::platform::auth::{AuthError, SignInError, SignedIn, Space};
 
 /// A refused login (401: wrong password) waits at least this long before the
 /// persona tries again: the platform locks an account after five failures,
@@ -57,7 +57,7 @@ impl Fail {
     fn sign_in(e: SignInError) -> Fail {
         let hold = match &e {
             SignInError::Auth(a) if a.retry_after().is_some() => a.retry_after(),
-            SignInError::Auth(crate::platform::auth::AuthError::WrongPassword { .. }) => {
+            SignInError::Auth(AuthError::WrongPassword { .. }) => {
                 Some(LOGIN_REFUSED_HOLD)
             }
             _ => None,
@@ -77,6 +77,11 @@ async fn sign_in(r: &Runner, email: &str, w: &Work) -> Result<SignedIn, Fail> {
         .sign_in(&r.settings.seed_secret, email, r.settings.production)
         .await;
     w.with(|w| w.waits.platform += t0.elapsed());
+    if let Err(SignInError::Auth(AuthError::Spaces { .. } | AuthError::NoSpace { .. })) = &res {
+        // One call signs in and finds the space; the error says which half
+        // failed, so the stage does too.
+        w.stage("spaces");
+    }
     res.map_err(Fail::sign_in)
 }
 

@@ -365,7 +365,11 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> 
         warnings: w.warnings.clone(),
         waits: w.waits.report(),
     });
-    report.stage = super::summary::stage_of(&report, &work.with(|w| w.stage.clone()));
+    report.stage = match (&result, &report.delivery) {
+        (Err(_), _) => Some(super::summary::stage_at(&work.with(|w| w.stage.clone()))),
+        (Ok(()), Delivery::Refused(_)) => Some(Stage::Delivery),
+        (Ok(()), _) => None,
+    };
     let transcript = work.with(|w| {
         json!({
             "tickId": tick_id, "email": p.email, "userId": p.user_id,

@@ -7,33 +7,25 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Runner;
-use super::delivery::Delivery;
-use super::persona::{PersonaReport, RunOutcome};
+use super::persona::PersonaReport;
 use crate::platform::internal::DuePersona;
 use crate::state::summary::{self, Extra, Stage};
 
-/// Maps the runner's stage label (`Work::stage`) and the failure to a
-/// [`Stage`]; `None` when the tick did not fail.
-pub fn stage_of(report: &PersonaReport, label: &str) -> Option<Stage> {
-    if report.outcome != RunOutcome::Failed {
-        return None;
-    }
-    if matches!(report.delivery, Delivery::Refused(_)) && report.error.is_some() {
-        let e = report.error.as_deref().unwrap_or_default();
-        if e.starts_with("the platform refused the batch") {
-            return Some(Stage::Delivery);
-        }
-    }
-    let error = report.error.as_deref().unwrap_or_default().to_lowercase();
-    Some(match label {
-        "login" if error.contains("space") => Stage::Spaces,
+/// The [`Stage`] a failed run stopped at, from the runner's stage label
+/// (`Work::stage`, set as each step begins; `spaces` when sign-in failed
+/// finding the space). A run whose own steps all succeeded but whose batch
+/// was refused is not asked: that is [`Stage::Delivery`], decided where the
+/// refusal is known.
+pub fn stage_at(label: &str) -> Stage {
+    match label {
         "login" => Stage::SignIn,
+        "spaces" => Stage::Spaces,
         "MCP session" => Stage::Mcp,
         "tool names" => Stage::ToolNames,
         "rating turn" => Stage::Rating,
         l if l.starts_with("main turn") => Stage::Llm,
         _ => Stage::Delivery,
-    })
+    }
 }
 
 /// The summary of one persona tick, for `State::summary_write` (the caller
