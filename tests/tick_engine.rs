@@ -34,6 +34,47 @@ async fn setup(
     (sb, dir, r, ids)
 }
 
+/// The day is as long as configured: the prompt asks for `DAY_TOOLS_MIN` to
+/// `DAY_TOOLS_MAX` calls (the scripted model plays what it is asked), and a
+/// lower `MAX_TOOL_CALLS` shortens the prompt's range with it, so a day that
+/// ends at that budget is complete, not cut, and nothing warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_day_is_as_long_as_configured() {
+    // Each its own prompt: the scripted model draws the day's length from it.
+    let seeds: Vec<Seed> = (0..8)
+        .map(|i| Seed::daily(&format!("day.p{i}@mana.test"), &format!("Persona {i}.")))
+        .collect();
+    for (extra, lo, hi) in [
+        (&[("day_tools_min", "1"), ("day_tools_max", "2")][..], 1, 2),
+        (&[("max_tool_calls", "2")][..], 2, 2),
+        (&[][..], 3, 8),
+    ] {
+        let (sb, _dir, r, _ids) = setup(&seeds, extra).await;
+        let s = run_once(&r).await;
+        assert_eq!(s.ok, seeds.len(), "{extra:?}: {:?}", s.failed);
+        let calls: Vec<i64> = sb
+            .db()
+            .call(|c| {
+                let mut st = c.prepare("SELECT COUNT(*) FROM mcp_calls GROUP BY user_id")?;
+                st.query_map([], |r| r.get(0))?.collect()
+            })
+            .unwrap();
+        assert_eq!(calls.len(), seeds.len(), "{extra:?}");
+        assert!(
+            calls.iter().all(|&n| (lo..=hi).contains(&n)),
+            "{extra:?}: calls per persona {calls:?}, asked for {lo}-{hi}"
+        );
+        if hi < 8 {
+            assert!(
+                calls.contains(&hi),
+                "{extra:?}: no day reached {hi}: {calls:?}"
+            );
+        }
+        let warned: Vec<&String> = s.reports.iter().flat_map(|p| &p.warnings).collect();
+        assert!(warned.is_empty(), "{extra:?}: {warned:?}");
+    }
+}
+
 /// Test 1: a full tick of our catalog posts every row exactly once, and every
 /// row is well formed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

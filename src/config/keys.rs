@@ -242,6 +242,20 @@ pub const KEYS: &[Key] = &[
         "tool calls per persona tick (hard ceiling 500)"
     ),
     key!(
+        "day_tools_min",
+        ["DAY_TOOLS_MIN"],
+        Some("3"),
+        Kind::Int { min: 1, max: 500 },
+        "the fewest tool calls the day's prompt asks for ({{min_tools}}; at most day_tools_max)"
+    ),
+    key!(
+        "day_tools_max",
+        ["DAY_TOOLS_MAX"],
+        Some("8"),
+        Kind::Int { min: 1, max: 500 },
+        "the most tool calls the day's prompt asks for ({{max_tools}}; at most max_tool_calls): the day's length, and so most of its cost"
+    ),
+    key!(
         "persona_timeout_secs",
         ["PERSONA_TIMEOUT_SECS"],
         Some("600"),

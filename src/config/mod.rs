@@ -122,6 +122,10 @@ pub struct Config {
     pub language: String,
     pub max_turns: u32,
     pub max_tool_calls: u32,
+    /// The range the day's prompt asks for (`{{min_tools}}`–`{{max_tools}}`)
+    /// as configured; the runner bounds it by `max_tool_calls`.
+    pub day_tools_min: u32,
+    pub day_tools_max: u32,
     pub persona_timeout: Duration,
     pub mcp_result_cap_bytes: usize,
     /// `TOOLS_DENY`, `TOOLS_ALLOW`, `TOOLS_OFFER` as given; the runner's
@@ -286,6 +290,8 @@ impl Config {
             language: p.text("language").unwrap_or_else(|| "de".into()),
             max_turns: p.int("max_turns") as u32,
             max_tool_calls: p.int("max_tool_calls") as u32,
+            day_tools_min: p.int("day_tools_min") as u32,
+            day_tools_max: p.int("day_tools_max") as u32,
             persona_timeout: Duration::from_secs(p.int("persona_timeout_secs")),
             mcp_result_cap_bytes: p.int("mcp_result_cap_bytes") as usize,
             tools_deny: p.text("tools_deny").unwrap_or_default(),
@@ -355,6 +361,8 @@ impl Config {
             "api_rate_limit_per_min" => self.api_rate_limit_per_min.into(),
             "max_turns" => self.max_turns.into(),
             "max_tool_calls" => self.max_tool_calls.into(),
+            "day_tools_min" => self.day_tools_min.into(),
+            "day_tools_max" => self.day_tools_max.into(),
             "persona_timeout_secs" => self.persona_timeout.as_secs(),
             "mcp_result_cap_bytes" => self.mcp_result_cap_bytes as u64,
             "ledger_retention_days" => self.ledger_retention_days.into(),

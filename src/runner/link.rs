@@ -57,9 +57,7 @@ impl Fail {
     fn sign_in(e: SignInError) -> Fail {
         let hold = match &e {
             SignInError::Auth(a) if a.retry_after().is_some() => a.retry_after(),
-            SignInError::Auth(AuthError::WrongPassword { .. }) => {
-                Some(LOGIN_REFUSED_HOLD)
-            }
+            SignInError::Auth(AuthError::WrongPassword { .. }) => Some(LOGIN_REFUSED_HOLD),
             _ => None,
         };
         Fail {

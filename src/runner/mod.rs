@@ -66,12 +66,23 @@ pub struct Settings {
     pub ledger_summary_days: u32,
     /// Prices per model, for each tick's cost in the ledger summary.
     pub prices: crate::llm::pricing::PriceTable,
+    /// The range the day's prompt asks for (`DAY_TOOLS_MIN`/`_MAX`, bounded
+    /// so the prompt never asks for more calls than `MAX_TOOL_CALLS` lets
+    /// run, nor for a minimum above its maximum): the day's length, which
+    /// sets most of what a tick costs (BENCHMARKS.md §5).
     pub min_tools: u32,
     pub max_tools: u32,
     /// `max_tokens` of a main-turn model call.
     pub max_tokens: u32,
     /// Which tools personas may call and which are offered.
     pub tools: tool_policy::ToolPolicy,
+}
+
+/// The most tool calls the day's prompt asks for: `DAY_TOOLS_MAX`, but never
+/// more than the `MAX_TOOL_CALLS` budget lets run (an operator who lowers the
+/// budget to shorten days gets a prompt that agrees with it).
+fn day_tools_max(cfg: &Config) -> u32 {
+    cfg.day_tools_max.min(cfg.max_tool_calls)
 }
 
 /// The configured provider's client (key, base URL, model; the provider's
@@ -150,8 +161,8 @@ impl Runner {
                 ledger_summary_days: cfg.ledger_summary_days,
                 prices: crate::llm::pricing::PriceTable::parse(&cfg.llm_prices)
                     .map_err(anyhow::Error::msg)?,
-                min_tools: 3,
-                max_tools: 8,
+                min_tools: cfg.day_tools_min.min(day_tools_max(cfg)),
+                max_tools: day_tools_max(cfg),
                 max_tokens: 2048,
                 tools: tool_policy::ToolPolicy::from_config(cfg),
             },

@@ -525,10 +525,14 @@ async fn play(r: &Runner, p: &DuePersona, tick: &JournalTick, w: &Work) -> Resul
             content: results,
         });
         if calls >= s.max_tool_calls {
-            w.warn(format!(
-                "stopped at the tool-call budget of {}",
-                s.max_tool_calls
-            ));
+            // A day that made exactly the calls its prompt asked for at most,
+            // with the budget set to that, is complete, not cut: say nothing.
+            if run_now < uses.len() || calls > s.max_tools {
+                w.warn(format!(
+                    "stopped at the tool-call budget of {}",
+                    s.max_tool_calls
+                ));
+            }
             break;
         }
         if turn == s.max_turns {

@@ -1,7 +1,8 @@
 //! The scripted persona: what it answers, whichever API asked.
 //!
 //! A main turn plays a short day with the tools the request offers (mostly
-//! those of the modules the first user message names), one or two calls per
+//! those of the modules the first user message names; as many calls as its
+//! "A to B tools" asks for, 3–8 when it names none), one or two calls per
 //! turn with arguments made up from each schema (`args`), ids from earlier
 //! results, a configurable share of deliberately broken arguments, then a
 //! one-line summary. A request without tools is the rating turn: a JSON
@@ -121,6 +122,28 @@ fn directive_tools(system: &str) -> Option<usize> {
     let rest = &system[start..];
     let end = rest.find(']')?;
     rest[..end].trim().parse().ok()
+}
+
+/// How many calls the day's prompt asks for: the first "A to B" / "A bis B"
+/// of small numbers in the first user message (the runner's templates say
+/// "use roughly {{min_tools}} to {{max_tools}} tools", "Nutze ungefähr … bis
+/// … Werkzeuge"), which a real model follows roughly and the scripted one
+/// exactly; 3–8 when it names none. Why: a shorter day is the cost lever an
+/// operator has (`DAY_TOOLS_MAX`), and it can only be measured if the model
+/// plays the day it is asked for.
+fn day_range(prompt: &str) -> (usize, usize) {
+    const DEFAULT: (usize, usize) = (3, 8);
+    let words: Vec<&str> = prompt
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == '.')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(3)
+        .find_map(|w| {
+            let (lo, hi) = (w[0].parse::<usize>().ok()?, w[2].parse::<usize>().ok()?);
+            (matches!(w[1], "to" | "bis") && 1 <= lo && lo <= hi && hi <= 50).then_some((lo, hi))
+        })
+        .unwrap_or(DEFAULT)
 }
 
 pub fn rng_for(seed: u64, parts: &[&[u8]]) -> StdRng {
@@ -356,8 +379,10 @@ pub fn main_turn(api: Api, convo: &Convo, style: Style) -> Reply {
         };
     }
     let exact = directive_tools(sys);
-    let target =
-        exact.unwrap_or_else(|| rng_for(style.seed, &[sys.as_bytes()]).random_range(3..=8));
+    let target = exact.unwrap_or_else(|| {
+        let (lo, hi) = day_range(&convo.first_user_text);
+        rng_for(style.seed, &[sys.as_bytes()]).random_range(lo..=hi)
+    });
     if convo.calls.len() >= target {
         return summary(&mut rng);
     }
@@ -523,6 +548,18 @@ pub fn rating_turn(convo: &Convo, seed: u64) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_day_is_as_long_as_the_prompt_asks() {
+        let en = "Today is Monday, 2026-11-23.\n\nYou have your Mana app at hand through the tools provided. Spend a short day in it the way Anna really would: use roughly 2 to 4 tools, preferably in these modules: todo, mood.";
+        assert_eq!(day_range(en), (2, 4));
+        let de = "Heute ist Montag, der 2026-11-23.\n\nNutze ungefähr 1 bis 3 Werkzeuge, am liebsten in diesen Modulen: todo.";
+        assert_eq!(day_range(de), (1, 3));
+        // No range, a date's numbers, or a range no day has: the default.
+        assert_eq!(day_range("Heute ist der 2026-11-23."), (3, 8));
+        assert_eq!(day_range("from 5 to 2 tools"), (3, 8));
+        assert_eq!(day_range("use 3 to 500 tools"), (3, 8));
+    }
 
     #[test]
     fn directives_parse() {
