@@ -78,9 +78,16 @@ pub fn tick_command(
         // pacer (`benches/paced.sh` measures the budget).
         .env("API_RATE_LIMIT_PER_MIN", "0");
     // The levers a scenario is rerun with (`TOOLS_OFFER=preferred just bench
-    // cost`, `LLM_MODEL=claude-haiku-4-5 …`): passed through, everything
-    // else stays clean.
-    for lever in ["TOOLS_OFFER", "LLM_MODEL"] {
+    // cost`, `LLM_MODEL=claude-haiku-4-5 …`, `DAY_TOOLS_MAX=4 …` for a
+    // shorter day, `MAX_TOOL_CALLS` for a day cut at its budget): passed
+    // through, everything else stays clean.
+    for lever in [
+        "TOOLS_OFFER",
+        "LLM_MODEL",
+        "DAY_TOOLS_MIN",
+        "DAY_TOOLS_MAX",
+        "MAX_TOOL_CALLS",
+    ] {
         if let Ok(v) = std::env::var(lever) {
             c.env(lever, v);
         }

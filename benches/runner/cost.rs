@@ -24,7 +24,13 @@ pub fn report(sbs: &[&Sandbox], persona_ticks: usize) -> anyhow::Result<Value> {
     let mut turn2 = [0i64; 5];
     // kind → [requests, input, output, cache read, cache write, body bytes]
     let mut per_kind: std::collections::BTreeMap<String, [i64; 6]> = Default::default();
+    // Tool calls that reached the MCP server: a shorter day costs less per
+    // tick but does less, so the price of one call is reported too.
+    let mut tool_calls = 0i64;
     for sb in sbs {
+        tool_calls += sb
+            .db()
+            .call(|c| c.query_row("SELECT COUNT(*) FROM mcp_calls", [], |r| r.get::<_, i64>(0)))?;
         let t: [i64; 5] = sb.db().call(|c| {
             c.query_row(
                 "SELECT COALESCE(SUM(cached_prefix_bytes), 0), COALESCE(SUM(body_bytes), 0), COUNT(*),
@@ -108,6 +114,8 @@ pub fn report(sbs: &[&Sandbox], persona_ticks: usize) -> anyhow::Result<Value> {
         "centsPerPersonaTick": cents(sonnet),
         "model": model,
         "centsPerPersonaTickAtTheModelsPrices": prices.price(&model).map(cents),
+        "toolCallsPerPersonaTick": tool_calls as f64 / t,
+        "centsPerToolCall": sonnet.cost(total) * 100.0 / tool_calls.max(1) as f64,
         "perPersonaTick": {
             "byKind": kinds,
             "all": per_tick(total, requests, t, None),

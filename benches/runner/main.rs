@@ -140,7 +140,11 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         "personas": w.personas,
         "concurrency": concurrency,
         "llmLatencyMs": w.llm_latency_ms,
-        "day": if w.directive.is_empty() { "scripted model's own (3-8 calls, parallel, invalid args)".to_string() } else { w.directive.to_string() },
+        "day": if w.directive.is_empty() { format!(
+            "scripted model's own ({}-{} calls as the prompt asks, parallel, invalid args)",
+            std::env::var("DAY_TOOLS_MIN").unwrap_or_else(|_| "3".into()),
+            std::env::var("DAY_TOOLS_MAX").unwrap_or_else(|_| "8".into())
+        ) } else { w.directive.to_string() },
         "processWallMs": wall_ms,
         "tickMs": tick_ms,
         "personaTicksPerSecond": {"process": ran / wall_ms * 1000.0, "tick": ran / tick_ms.max(1.0) * 1000.0},
@@ -540,14 +544,16 @@ async fn cost_scenario(ctx: &Ctx) -> anyhow::Result<Value> {
 fn print_cost(what: &str, c: &Value) {
     let t = &c["perPersonaTick"];
     println!(
-        "{what}: {:.1} % of main-turn input tokens (turn ≥ 2) read from the cache; per persona-tick: input {:.0}, cache read {:.0}, cache write {:.0}, output {:.0} tokens ({:.1} requests), {:.2} cents at Sonnet prices, {:.2} at {}'s",
+        "{what}: {:.1} % of main-turn input tokens (turn ≥ 2) read from the cache; per persona-tick: input {:.0}, cache read {:.0}, cache write {:.0}, output {:.0} tokens ({:.1} requests, {:.2} tool calls), {:.2} cents at Sonnet prices ({:.3} a tool call), {:.2} at {}'s",
         f(&c["cachedTokenShare"]) * 100.0,
         f(&t["all"]["input"]),
         f(&t["all"]["cacheRead"]),
         f(&t["all"]["cacheWrite"]),
         f(&t["all"]["output"]),
         f(&t["all"]["requests"]),
+        f(&c["toolCallsPerPersonaTick"]),
         f(&c["centsPerPersonaTick"]),
+        f(&c["centsPerToolCall"]),
         f(&c["centsPerPersonaTickAtTheModelsPrices"]),
         c["model"].as_str().unwrap_or("?"),
     );
