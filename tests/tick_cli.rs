@@ -75,6 +75,18 @@ fn seeds(n: usize, directive: &str) -> Vec<Seed> {
         .collect()
 }
 
+/// The platform will refuse `email`'s login from now on (its password changed).
+fn refuse_login(sb: &Sandbox, email: &str) {
+    sb.db()
+        .call(|c| {
+            c.execute(
+                "UPDATE users SET password_hash = 'changed' WHERE email = ?1",
+                [email],
+            )
+        })
+        .unwrap();
+}
+
 /// Test 11a: `--json` prints one JSON object with the documented keys; exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_summary_has_every_key_and_exit_0() {
@@ -117,15 +129,7 @@ async fn json_summary_has_every_key_and_exit_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_persona_exits_1() {
     let env = setup(&seeds(2, "[sandbox:tools=1]"), None).await;
-    env.sb
-        .db()
-        .call(|c| {
-            c.execute(
-                "UPDATE users SET password_hash = 'changed' WHERE email = 'cli.p0@mana.test'",
-                [],
-            )
-        })
-        .unwrap();
+    refuse_login(&env.sb, "cli.p0@mana.test");
     let o = output(tick_cmd(&env.sb.url(), env.home.path(), &[], &["--json"])).await;
     assert_eq!(o.status.code(), Some(1));
     let s = summary_of(&o);
@@ -146,13 +150,10 @@ async fn the_failure_stage_is_what_failed() {
         Seed::daily("cli.homeless@mana.test", "[sandbox:tools=1]"),
     ];
     let env = setup(&seeds, None).await;
+    refuse_login(&env.sb, "cli.spacey@mana.test");
     env.sb
         .db()
         .call(|c| {
-            c.execute(
-                "UPDATE users SET password_hash = 'changed' WHERE email = 'cli.spacey@mana.test'",
-                [],
-            )?;
             c.execute(
                 "DELETE FROM members WHERE user_id = (SELECT id FROM users WHERE email = 'cli.homeless@mana.test')",
                 [],

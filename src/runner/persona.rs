@@ -298,14 +298,21 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> 
     };
     work.with(|w| w.waits.platform += t0.elapsed());
 
-    let (outcome, error) = match (&result, &delivery) {
-        (Err(e), _) => (RunOutcome::Failed, Some(e.reason.clone())),
+    // A failed tick stopped at the step it was at, or at delivery when every
+    // step succeeded but the platform refused the batch.
+    let (outcome, error, stage) = match (&result, &delivery) {
+        (Err(e), _) => (
+            RunOutcome::Failed,
+            Some(e.reason.clone()),
+            Some(super::summary::stage_at(&work.with(|w| w.stage.clone()))),
+        ),
         (Ok(()), Delivery::Refused(e)) => (
             RunOutcome::Failed,
             Some(format!("the platform refused the batch: {e}")),
+            Some(Stage::Delivery),
         ),
-        (Ok(()), _) if actions.is_empty() => (RunOutcome::ZeroActions, None),
-        (Ok(()), _) => (RunOutcome::Ok, None),
+        (Ok(()), _) if actions.is_empty() => (RunOutcome::ZeroActions, None, None),
+        (Ok(()), _) => (RunOutcome::Ok, None, None),
     };
     let memory_outcome = match outcome {
         RunOutcome::Ok => Outcome::Ok,
@@ -345,13 +352,13 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> 
         .iter()
         .map(|a| module_of(&a.tool_name).to_string())
         .collect();
-    let mut report = work.with(|w| PersonaReport {
+    let report = work.with(|w| PersonaReport {
         email: p.email.clone(),
         user_id: p.user_id.clone(),
         tick_id: tick_id.to_string(),
         outcome,
         error,
-        stage: None,
+        stage,
         actions: actions.len(),
         action_errors: actions
             .iter()
@@ -365,11 +372,6 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> 
         warnings: w.warnings.clone(),
         waits: w.waits.report(),
     });
-    report.stage = match (&result, &report.delivery) {
-        (Err(_), _) => Some(super::summary::stage_at(&work.with(|w| w.stage.clone()))),
-        (Ok(()), Delivery::Refused(_)) => Some(Stage::Delivery),
-        (Ok(()), _) => None,
-    };
     let transcript = work.with(|w| {
         json!({
             "tickId": tick_id, "email": p.email, "userId": p.user_id,
