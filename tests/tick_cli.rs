@@ -141,13 +141,15 @@ async fn failing_persona_exits_1() {
 }
 
 /// The failure's stage comes from what failed, not from the error's words:
-/// a refused login is `sign_in` even when the email says "space", and a
-/// persona without a space is `spaces` (the same sign-in call finds both).
+/// a refused login is `sign_in` even when the email says "space", a persona
+/// without a space is `spaces` (the same sign-in call finds both), and a
+/// refused MCP initialize or model call is `mcp` or `llm`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failure_stage_is_what_failed() {
     let seeds = [
         Seed::daily("cli.spacey@mana.test", "[sandbox:tools=1]"),
         Seed::daily("cli.homeless@mana.test", "[sandbox:tools=1]"),
+        Seed::daily("cli.p1@mana.test", "[sandbox:tools=1]"),
     ];
     let env = setup(&seeds, None).await;
     refuse_login(&env.sb, "cli.spacey@mana.test");
@@ -173,6 +175,32 @@ async fn the_failure_stage_is_what_failed() {
     };
     assert_eq!(stage("cli.spacey@mana.test").unwrap(), "sign_in", "{s}");
     assert_eq!(stage("cli.homeless@mana.test").unwrap(), "spaces", "{s}");
+
+    // Later steps, one refusal each (a 400 is not retried): the MCP server
+    // refuses initialize, then the model refuses the first main turn.
+    for (route, stage) in [(RouteGroup::Mcp, "mcp"), (RouteGroup::Llm, "llm")] {
+        env.sb.faults().push(Fault {
+            route,
+            kind: FaultKind::Status {
+                status: 400,
+                retry_after: None,
+            },
+            count: 1,
+            path_contains: None,
+        });
+        let args = ["--json", "--force", "--persona", "cli.p1@mana.test"];
+        let admin = [("MANA_ADMIN_JWT", mana_sandbox::DEV_ADMIN_JWT)];
+        let o = output(tick_cmd(&env.sb.url(), env.home.path(), &admin, &args)).await;
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{route:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let s = summary_of(&o);
+        assert_eq!(s["failed"][0]["persona"], "cli.p1@mana.test", "{s}");
+        assert_eq!(s["failed"][0]["stage"], stage, "{s}");
+    }
 }
 
 /// A tick whose rows stayed in the outbox is not a clean success: exit 3,

@@ -39,6 +39,27 @@ impl ChildRun {
     }
 }
 
+/// The settings a scenario is rerun with (`TOOLS_OFFER=preferred just bench
+/// cost`, `LLM_MODEL=claude-haiku-4-5 …`, `DAY_TOOLS_MAX=3 …` for a shorter
+/// day, `MAX_TOOL_CALLS` for a day cut at its budget): passed through to the
+/// runner, everything else stays clean.
+const LEVERS: [&str; 5] = [
+    "TOOLS_OFFER",
+    "LLM_MODEL",
+    "DAY_TOOLS_MIN",
+    "DAY_TOOLS_MAX",
+    "MAX_TOOL_CALLS",
+];
+
+/// The levers set in this environment, as the runner gets them (and as a
+/// result records them: unset means the runner's default).
+pub fn levers() -> Vec<(&'static str, String)> {
+    LEVERS
+        .iter()
+        .filter_map(|&l| std::env::var(l).ok().map(|v| (l, v)))
+        .collect()
+}
+
 /// `bin --state-dir STATE tick --once --force --json --concurrency C` with a
 /// clean environment pointing every URL at `url`. With `wrap` (a profiler's
 /// command line, e.g. `perf record -g -o OUT --`), the binary runs under it:
@@ -77,20 +98,8 @@ pub fn tick_command(
         // the sandbox's limiter is off (fixture.rs) and so is the runner's
         // pacer (`benches/paced.sh` measures the budget).
         .env("API_RATE_LIMIT_PER_MIN", "0");
-    // The levers a scenario is rerun with (`TOOLS_OFFER=preferred just bench
-    // cost`, `LLM_MODEL=claude-haiku-4-5 …`, `DAY_TOOLS_MAX=4 …` for a
-    // shorter day, `MAX_TOOL_CALLS` for a day cut at its budget): passed
-    // through, everything else stays clean.
-    for lever in [
-        "TOOLS_OFFER",
-        "LLM_MODEL",
-        "DAY_TOOLS_MIN",
-        "DAY_TOOLS_MAX",
-        "MAX_TOOL_CALLS",
-    ] {
-        if let Ok(v) = std::env::var(lever) {
-            c.env(lever, v);
-        }
+    for (lever, v) in levers() {
+        c.env(lever, v);
     }
     c.args(["--state-dir", &home.join("state").display().to_string()])
         .args(["tick", "--once", "--force", "--json"])

@@ -140,11 +140,8 @@ async fn tick_run(ctx: &Ctx, name: &str, w: World, concurrency: usize) -> anyhow
         "personas": w.personas,
         "concurrency": concurrency,
         "llmLatencyMs": w.llm_latency_ms,
-        "day": if w.directive.is_empty() { format!(
-            "scripted model's own ({}-{} calls as the prompt asks, parallel, invalid args)",
-            std::env::var("DAY_TOOLS_MIN").unwrap_or_else(|_| "3".into()),
-            std::env::var("DAY_TOOLS_MAX").unwrap_or_else(|_| "8".into())
-        ) } else { w.directive.to_string() },
+        "day": if w.directive.is_empty() { "scripted model's own (the calls the prompt asks for, parallel, invalid args)".to_string() } else { w.directive.to_string() },
+        "levers": child::levers().into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect::<serde_json::Map<_, _>>(),
         "processWallMs": wall_ms,
         "tickMs": tick_ms,
         "personaTicksPerSecond": {"process": ran / wall_ms * 1000.0, "tick": ran / tick_ms.max(1.0) * 1000.0},

@@ -20,7 +20,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Runner;
-use super::persona::{Fail, Work};
+use super::persona::{Fail, Step, Work};
 use crate::mcp::{McpError, McpSession, ToolInfo};
 use crate::platform::auth::{AuthError, SignInError, SignedIn, Space};
 
@@ -68,7 +68,7 @@ impl Fail {
 }
 
 async fn sign_in(r: &Runner, email: &str, w: &Work) -> Result<SignedIn, Fail> {
-    w.stage("login");
+    w.stage(Step::Login);
     let t0 = Instant::now();
     let res = r
         .auth
@@ -78,7 +78,7 @@ async fn sign_in(r: &Runner, email: &str, w: &Work) -> Result<SignedIn, Fail> {
     if let Err(SignInError::Auth(AuthError::Spaces { .. } | AuthError::NoSpace { .. })) = &res {
         // One call signs in and finds the space; the error says which half
         // failed, so the stage does too.
-        w.stage("spaces");
+        w.stage(Step::Spaces);
     }
     res.map_err(Fail::sign_in)
 }
@@ -86,7 +86,7 @@ async fn sign_in(r: &Runner, email: &str, w: &Work) -> Result<SignedIn, Fail> {
 /// initialize with the session's JWT and space; the session is kept in the
 /// work so it is closed at the end whatever happens.
 async fn connect(r: &Runner, s: &SignedIn, w: &Work) -> Result<Arc<McpSession>, McpError> {
-    w.stage("MCP session");
+    w.stage(Step::McpSession);
     let t0 = Instant::now();
     let res = McpSession::connect(&r.mcp, r.http.clone(), &s.session.jwt, &s.space.id).await;
     w.with(|w| w.waits.mcp += t0.elapsed());

@@ -142,9 +142,51 @@ impl From<String> for Fail {
     }
 }
 
+/// The step a persona tick is at, set as each step begins: a failure is
+/// reported at the [`Stage`] of the step it stopped in, and a deadline or a
+/// shutdown names the step in words ("… passed during main turn 3").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Step {
+    #[default]
+    Login,
+    /// Sign-in got its session but not the persona's space (one call does
+    /// both; the error says which half failed).
+    Spaces,
+    McpSession,
+    ToolNames,
+    MainTurn(u32),
+    Rating,
+}
+
+impl Step {
+    fn stage(self) -> Stage {
+        match self {
+            Step::Login => Stage::SignIn,
+            Step::Spaces => Stage::Spaces,
+            Step::McpSession => Stage::Mcp,
+            Step::ToolNames => Stage::ToolNames,
+            Step::MainTurn(_) => Stage::Llm,
+            Step::Rating => Stage::Rating,
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Login => f.write_str("login"),
+            Step::Spaces => f.write_str("spaces"),
+            Step::McpSession => f.write_str("MCP session"),
+            Step::ToolNames => f.write_str("tool names"),
+            Step::MainTurn(n) => write!(f, "main turn {n}"),
+            Step::Rating => f.write_str("rating turn"),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Inner {
-    stage: String,
+    stage: Step,
     slots: Vec<Slot>,
     feedback: Vec<FeedbackRow>,
     usage: Usage,
@@ -173,8 +215,8 @@ impl Work {
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
-    pub(super) fn stage(&self, s: impl Into<String>) {
-        self.with(|w| w.stage = s.into());
+    pub(super) fn stage(&self, s: Step) {
+        self.with(|w| w.stage = s);
     }
     pub(super) fn log(&self, v: Value) {
         self.with(|w| w.transcript.push(v));
@@ -247,11 +289,11 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> 
         res = play(r, p, &journal, &work) => res,
         _ = tokio::time::sleep(deadline) => Err(format!(
             "persona deadline of {}s passed during {}; work done so far is kept",
-            deadline.as_secs(), work.with(|w| w.stage.clone())
+            deadline.as_secs(), work.with(|w| w.stage)
         ).into()),
         _ = stop.aborted() => Err(format!(
             "cancelled by shutdown during {}; work done so far is kept",
-            work.with(|w| w.stage.clone())
+            work.with(|w| w.stage)
         ).into()),
     };
     // Close the MCP sessions (best effort, bounded): waiting on MCP too.
@@ -304,7 +346,7 @@ pub async fn run(r: &Runner, p: &DuePersona, tick_id: &str, stop: &Shutdown) -> 
         (Err(e), _) => (
             RunOutcome::Failed,
             Some(e.reason.clone()),
-            Some(super::summary::stage_at(&work.with(|w| w.stage.clone()))),
+            Some(work.with(|w| w.stage.stage())),
         ),
         (Ok(()), Delivery::Refused(e)) => (
             RunOutcome::Failed,
@@ -418,7 +460,7 @@ async fn play(r: &Runner, p: &DuePersona, tick: &JournalTick, w: &Work) -> Resul
     let tick_id = tick.tick_id.as_str();
     let (link, tools) = Link::open(r, &p.email, w).await?;
     let space = link.space().await;
-    w.stage("tool names");
+    w.stage(Step::ToolNames);
     // The table knows every listed tool, offered or not, so a call of a
     // denied tool maps back to its MCP name and is refused by name.
     let names =
@@ -463,7 +505,7 @@ async fn play(r: &Runner, p: &DuePersona, tick: &JournalTick, w: &Work) -> Resul
     };
     let mut calls: u32 = 0;
     for turn in 1..=s.max_turns {
-        w.stage(format!("main turn {turn}"));
+        w.stage(Step::MainTurn(turn));
         let t0 = Instant::now();
         let resp = complete(r, &req).await.map_err(|e| e.to_string())?;
         w.with(|w| {
@@ -546,7 +588,7 @@ async fn play(r: &Runner, p: &DuePersona, tick: &JournalTick, w: &Work) -> Resul
     if used.is_empty() {
         return Ok(());
     }
-    w.stage("rating turn");
+    w.stage(Step::Rating);
     let rating_prompt = r.prompts.rating(&Vars {
         used_modules: &used,
         ..vars

@@ -9,24 +9,7 @@ use serde_json::Value;
 use super::Runner;
 use super::persona::PersonaReport;
 use crate::platform::internal::DuePersona;
-use crate::state::summary::{self, Extra, Stage};
-
-/// The [`Stage`] a failed run stopped at, from the runner's stage label
-/// (`Work::stage`, set as each step begins; `spaces` when sign-in failed
-/// finding the space). A run whose own steps all succeeded but whose batch
-/// was refused is not asked: that is [`Stage::Delivery`], decided where the
-/// refusal is known.
-pub fn stage_at(label: &str) -> Stage {
-    match label {
-        "login" => Stage::SignIn,
-        "spaces" => Stage::Spaces,
-        "MCP session" => Stage::Mcp,
-        "tool names" => Stage::ToolNames,
-        "rating turn" => Stage::Rating,
-        l if l.starts_with("main turn") => Stage::Llm,
-        _ => Stage::Delivery,
-    }
-}
+use crate::state::summary::{self, Extra};
 
 /// The summary of one persona tick, for `State::summary_write` (the caller
 /// writes it off the runtime, beside the transcript).
